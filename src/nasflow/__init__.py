@@ -1,0 +1,1 @@
+"""nasflow: Neural Architecture Search for PyTorch."""

@@ -1,0 +1,56 @@
+"""Exceptions raised for user mistakes and failed work.
+
+Every user-facing problem raises a subclass of :class:`NasflowError` whose message says what is
+wrong and what is allowed; the CLI prints that message without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class NasflowError(Exception):
+    """Base class of every error nasflow raises on purpose."""
+
+
+class ConfigError(NasflowError, ValueError):
+    """A setting has a wrong value, type or combination."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name (space, strategy, evaluator, ...) is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidArchitectureError(NasflowError, ValueError):
+    """An architecture is not a member of its search space."""
+
+
+class SpaceError(NasflowError):
+    """A search space cannot do what was asked (e.g. no valid architecture can be sampled)."""
+
+
+class DataError(NasflowError, ValueError):
+    """Task data is missing, unreadable or malformed."""
+
+
+class StorageError(NasflowError):
+    """The experiment store cannot be opened, read or written."""
+
+
+class StudyNotFoundError(StorageError, KeyError):
+    """No study of that name exists in the storage."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class EvaluationError(NasflowError):
+    """Evaluating one architecture failed (e.g. the training loss became NaN).
+
+    The study records the trial as FAILED with this message and the search goes on.
+    """
+
+
+class BenchmarkDataError(NasflowError):
+    """A tabular benchmark file is missing or corrupt."""
