@@ -45,6 +45,10 @@ class StudyNotFoundError(StorageError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class StudyExistsError(StorageError):
+    """A study of that name already exists in the storage."""
+
+
 class EvaluationError(NasflowError):
     """Evaluating one architecture failed (e.g. the training loss became NaN).
 

@@ -63,3 +63,7 @@ class Strategy(ABC):
         """The constructor settings, recorded in the study."""
         params = inspect.signature(type(self).__init__).parameters
         return {p: getattr(self, p) for p in params if p != "self" and hasattr(self, p)}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able name and settings, recorded in the study."""
+        return {"name": self.name, **self.get_params()}

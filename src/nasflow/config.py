@@ -1,0 +1,152 @@
+"""The typed search configuration shared by the CLI (flags and YAML files) and the Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nasflow import catalog
+from nasflow.errors import ConfigError
+from nasflow.objectives.spec import parse_constraints, parse_objectives
+
+#: the built-in default search: NB201 cells scaled for 8x8 digits, trained for real
+DIGITS_NB201 = {"channels": 8, "cells_per_stage": 1}
+DEFAULT_BUDGET = 30
+SMALL_BUDGET_EVOLUTION = {"population_size": 10, "sample_size": 3}
+
+
+class SearchConfig(BaseModel):
+    """Everything ``nasflow search`` needs; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: str = "nb201"
+    space_options: dict[str, Any] | None = None
+    strategy: str = "evolution"
+    strategy_options: dict[str, Any] | None = None
+    evaluator: str = "train"
+    evaluator_options: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = None
+    data: str | None = None
+    budget: int | None = Field(default=None, ge=0)
+    seconds: float | None = Field(default=None, gt=0)
+    objectives: list[str] = Field(default_factory=lambda: ["accuracy:max"])
+    constraints: list[str] = Field(default_factory=list)
+    storage: str = "sqlite:///nasflow.db"
+    name: str | None = None
+    seed: int = 0
+    workers: int = Field(default=1, ge=1)
+
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, value: str) -> str:
+        catalog.SPACES.entry(value)
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        catalog.STRATEGIES.entry(value)
+        return value
+
+    @field_validator("evaluator")
+    @classmethod
+    def _known_evaluator(cls, value: str) -> str:
+        catalog.EVALUATORS.entry(value)
+        return value
+
+    @field_validator("objectives", "constraints", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchConfig:
+        parse_objectives(self.objectives)  # type: ignore[arg-type]
+        parse_constraints(self.constraints)  # type: ignore[arg-type]
+        if self.budget is None and self.seconds is None:
+            self.budget = DEFAULT_BUDGET
+        if self.space_options is None:
+            digits_nb201 = self.space == "nb201" and self.evaluator == "train" and self.data is None
+            self.space_options = dict(DIGITS_NB201) if digits_nb201 else {}
+        if self.strategy_options is None:
+            small = self.strategy == "evolution" and (self.budget or 0) <= 50
+            self.strategy_options = dict(SMALL_BUDGET_EVOLUTION) if small else {}
+        return self
+
+
+def _explain(error: ValidationError) -> ConfigError:
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(p) for p in problem["loc"]) or "config"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = f"unknown setting; allowed: {', '.join(SearchConfig.model_fields)}"
+        lines.append(f"{field}: {message}")
+    return ConfigError("invalid configuration: " + "; ".join(lines))
+
+
+def make_config(**values: Any) -> SearchConfig:
+    """A validated config; errors name the field and what is allowed."""
+    try:
+        return SearchConfig(**values)
+    except ValidationError as exc:
+        raise _explain(exc) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a YAML file (validated later, together with command-line overrides)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_components(config: SearchConfig) -> dict[str, Any]:
+    """Space, strategy and evaluator objects for ``create_study``."""
+    space = catalog.get_space(config.space, **(config.space_options or {}))
+    strategy = catalog.get_strategy(config.strategy, **(config.strategy_options or {}))
+    options = dict(config.evaluator_options)
+    if config.evaluator == "train":
+        options.setdefault("task", config.dataset or "digits")
+        if config.data is not None:
+            options.setdefault("data", config.data)
+    elif config.evaluator == "tabular":
+        if config.data is not None:
+            raise ConfigError("--data is for the train evaluator; the tabular evaluator reads its benchmark table")
+        options.setdefault("benchmark", config.space)
+        options.setdefault("dataset", config.dataset or "cifar10")
+    evaluator = catalog.get_evaluator(config.evaluator, **options)
+    return {"space": space, "strategy": strategy, "evaluator": evaluator}
+
+
+def study_from_config(config: SearchConfig, load_if_exists: bool = True) -> Any:
+    """Create (or resume) the study a config describes."""
+    from nasflow.api import create_study
+
+    return create_study(
+        **build_components(config),
+        objectives=config.objectives,
+        constraints=config.constraints,
+        storage=config.storage,
+        name=config.name,
+        seed=config.seed,
+        load_if_exists=load_if_exists,
+    )

@@ -1,0 +1,62 @@
+"""Executors run evaluations; the study (the only writer to storage) collects their results."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from abc import ABC, abstractmethod
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from nasflow.errors import EvaluationError
+from nasflow.estimators.base import EvalContext, Evaluator, Measurement
+from nasflow.space.architecture import Architecture
+
+
+@dataclass
+class Outcome:
+    """What came back from one evaluation: a measurement or the reason it failed."""
+
+    measurement: Measurement | None
+    error: str | None = None
+    intermediate: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_evaluation(evaluator: Evaluator, arch: Architecture, context: EvalContext) -> Outcome:
+    """Evaluate one architecture, turning any exception into a failed outcome.
+
+    Runs inside the worker (process or thread), so intermediate reports are collected here and
+    stored by the driver once the trial ends.
+    """
+    reports: list[tuple[int, dict[str, float]]] = []
+    context.report = lambda step, metrics: reports.append((int(step), dict(metrics)))
+    start = time.perf_counter()
+    try:
+        measurement = evaluator.evaluate(arch, context)
+    except EvaluationError as exc:
+        return Outcome(None, str(exc), reports, time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - one broken trial must not stop the search
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        message = f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
+        return Outcome(None, message, reports, time.perf_counter() - start)
+    return Outcome(measurement, None, reports, time.perf_counter() - start)
+
+
+class Executor(ABC):
+    """Runs ``run_evaluation`` calls, up to ``max_workers`` at once."""
+
+    max_workers: int = 1
+
+    @abstractmethod
+    def submit(self, evaluator: Evaluator, arch: Architecture, context: EvalContext) -> Future[Outcome]:
+        """Start evaluating ``arch``; the future yields an :class:`Outcome`."""
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Release workers; with ``cancel`` do not wait for running evaluations."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(cancel=exc[0] is not None)

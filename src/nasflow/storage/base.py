@@ -1,0 +1,214 @@
+"""Records kept by an experiment store and the abstract store interface."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from nasflow.errors import ConfigError, StorageError, StudyNotFoundError
+from nasflow.trial import TrialState
+
+#: how many study names an unknown-study message lists before it abbreviates
+_NAMES_SHOWN = 20
+
+#: the storage URL forms nasflow understands, for error messages
+URL_FORMS = (
+    "'memory' (or no URL) for an in-memory store, "
+    "'sqlite:///path/to/file.db' for a SQLite file, "
+    "'sqlite://' for an in-memory SQLite database, "
+    "'postgresql://user:password@host/dbname' or 'postgresql+psycopg://...' for PostgreSQL"
+)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study as stored: its id, unique name, JSON configuration and creation time (UTC)."""
+
+    study_id: int
+    name: str
+    config: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as stored.
+
+    Attributes:
+        trial_id: id unique across the whole store.
+        number: 0-based, consecutive position within its study.
+        arch: JSON form of the architecture.
+        arch_str: the space's text form of the architecture.
+        canonical: key shared by architectures that are the same network.
+        state: RUNNING, COMPLETE, PRUNED or FAILED.
+        metrics: final metrics (may hold NaN or infinities).
+        intermediate: ``step -> metrics`` reported while the trial ran.
+        error: why the trial failed or was pruned.
+        started_at: UTC time the trial was created.
+        finished_at: UTC time it finished; None while RUNNING.
+    """
+
+    trial_id: int
+    number: int
+    arch: dict[str, Any]
+    arch_str: str
+    canonical: str
+    state: TrialState
+    metrics: dict[str, float]
+    intermediate: dict[int, dict[str, float]]
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ExperimentStore(ABC):
+    """Where studies, trials and strategy states are kept.
+
+    Concurrency contract (version 1):
+
+    * One driver process writes a given study. Other processes may read it, and several
+      drivers may work on *different* studies of one store at the same time.
+    * Every method is atomic: it either happens completely or not at all.
+    * ``create_trial`` allocates the next trial number atomically, so numbers stay
+      consecutive and unique even when several processes create trials at once.
+    * ``finish_trial`` with a ``strategy_state`` saves the trial's result and the strategy
+      state in ONE transaction, so a crash never leaves a finished trial that the saved
+      strategy state does not know about (or the other way round).
+    * SQLite files are safe for several local processes: they use WAL mode and wait up to
+      30 s for a lock instead of failing at once.
+    * A later version adds cooperation of several drivers on one study.
+
+    All values are stored as JSON (never pickle); tuples therefore come back as lists and
+    mapping keys as strings. NaN and infinities in metrics round-trip. Times are UTC.
+    """
+
+    @abstractmethod
+    def create_study(self, name: str, config: dict[str, Any]) -> StudyRecord:
+        """Create a study; raises StudyExistsError if ``name`` is taken."""
+
+    @abstractmethod
+    def load_study(self, name: str) -> StudyRecord:
+        """The study called ``name``; raises StudyNotFoundError listing the existing names."""
+
+    @abstractmethod
+    def study_names(self) -> list[str]:
+        """Names of all studies, in creation order."""
+
+    @abstractmethod
+    def create_trial(self, study_id: int, arch: dict[str, Any], arch_str: str, canonical: str) -> TrialRecord:
+        """Start a RUNNING trial numbered one past the study's last trial."""
+
+    @abstractmethod
+    def report_intermediate(self, trial_id: int, step: int, metrics: dict[str, float]) -> None:
+        """Record metrics of a RUNNING trial at ``step``; a repeated step replaces the earlier one."""
+
+    @abstractmethod
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        metrics: dict[str, float],
+        error: str | None = None,
+        strategy_state: dict[str, Any] | None = None,
+        study_id: int | None = None,
+    ) -> None:
+        """Finish a RUNNING trial, and save ``strategy_state`` in the same transaction if given.
+
+        ``study_id`` defaults to the trial's study; if given it must be that study.
+        Raises StorageError if the trial is not RUNNING or ``state`` is RUNNING.
+        """
+
+    @abstractmethod
+    def get_trials(self, study_id: int) -> list[TrialRecord]:
+        """All trials of the study, ordered by number."""
+
+    @abstractmethod
+    def save_strategy_state(self, study_id: int, state: dict[str, Any]) -> None:
+        """Replace the study's saved strategy state."""
+
+    @abstractmethod
+    def load_strategy_state(self, study_id: int) -> dict[str, Any] | None:
+        """The study's last saved strategy state, or None if none was saved."""
+
+    @abstractmethod
+    def fail_running_trials(self, study_id: int, error: str) -> list[int]:
+        """Mark every RUNNING trial of the study FAILED with ``error``; returns their numbers."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release resources; later calls raise StorageError. Closing twice is harmless."""
+
+    def __enter__(self) -> ExperimentStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# Helpers shared by the bundled stores, so both reject and convert values the same way.
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def dump_json(value: Any, what: str) -> str:
+    try:
+        # allow_nan keeps NaN/inf metrics representable; Python's json reads them back
+        return json.dumps(value, allow_nan=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"{what} cannot be stored as JSON: {exc}") from exc
+
+
+def load_json(text: str) -> Any:
+    return json.loads(text)
+
+
+def clean_metrics(metrics: Mapping[str, Any], what: str = "metrics") -> dict[str, float]:
+    """Metrics as plain ``str -> float`` (accepts numpy/torch scalars)."""
+    if not isinstance(metrics, Mapping):
+        raise StorageError(f"{what} must be a mapping of name to number, got {type(metrics).__name__}")
+    cleaned: dict[str, float] = {}
+    for key, value in metrics.items():
+        try:
+            cleaned[str(key)] = float(value)
+        except (TypeError, ValueError) as exc:
+            raise StorageError(f"{what}[{key!r}] must be a number, got {value!r}") from exc
+    return cleaned
+
+
+def check_study_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"a study name must be a non-empty string, got {name!r}")
+
+
+def check_finish_state(state: TrialState) -> TrialState:
+    try:
+        state = TrialState(state)
+    except ValueError as exc:
+        raise StorageError(f"unknown trial state {state!r}") from exc
+    if state is TrialState.RUNNING:
+        raise StorageError("a trial cannot be finished with state RUNNING")
+    return state
+
+
+def study_not_found(name: str, existing: Iterable[str]) -> StudyNotFoundError:
+    names = list(existing)
+    if not names:
+        return StudyNotFoundError(f"no study named {name!r}: the storage has no studies yet")
+    shown = ", ".join(repr(n) for n in names[:_NAMES_SHOWN])
+    if len(names) > _NAMES_SHOWN:
+        shown += f" and {len(names) - _NAMES_SHOWN} more"
+    return StudyNotFoundError(f"no study named {name!r}; existing studies: {shown}")
+
+
+def no_study_id(study_id: int) -> StudyNotFoundError:
+    return StudyNotFoundError(f"no study with id {study_id}")
+
+
+def not_running(trial_id: int, number: int, state: TrialState) -> StorageError:
+    return StorageError(f"trial {number} (id {trial_id}) is already {state.value}, not RUNNING")

@@ -1,0 +1,269 @@
+"""The optimisation loop: ask -> evaluate -> tell -> persist, with budgets and resume."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any
+
+import numpy as np
+
+from nasflow.errors import ConfigError, NasflowError
+from nasflow.estimators.base import EvalContext, Evaluator
+from nasflow.execution import Executor, Outcome, make_executor
+from nasflow.objectives.pareto import nondominated_sort
+from nasflow.objectives.spec import Constraint, Objective
+from nasflow.space.architecture import Architecture
+from nasflow.space.base import DecisionSpace
+from nasflow.storage import ExperimentStore, TrialRecord
+from nasflow.strategies.base import Strategy
+from nasflow.trial import INTERRUPTED, FrozenTrial, TrialState, objective_values, total_violation
+
+Callback = Callable[["Study", FrozenTrial], None]
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """A per-trial seed that depends only on the study seed and the trial number."""
+    return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0])
+
+
+class Study:
+    """A persistent search: one space, strategy, evaluator and set of objectives.
+
+    Create one with :func:`nasflow.create_study` or reopen it with :func:`nasflow.load_study`.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        study_id: int,
+        space: DecisionSpace | None,
+        strategy: Strategy | None,
+        evaluator: Evaluator | None,
+        objectives: Sequence[Objective],
+        constraints: Sequence[Constraint],
+        store: ExperimentStore,
+        seed: int,
+    ) -> None:
+        self.name = name
+        self.space = space
+        self.strategy = strategy
+        self.evaluator = evaluator
+        self.objectives = list(objectives)
+        self.constraints = list(constraints)
+        self.seed = seed
+        self._store = store
+        self._study_id = study_id
+        self._ready = False
+
+    # -- running ---------------------------------------------------------------------------
+    def optimize(
+        self,
+        budget: int | None = None,
+        seconds: float | None = None,
+        workers: int = 1,
+        executor: Executor | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        """Run trials until the study holds ``budget`` finished trials or ``seconds`` have passed.
+
+        ``budget`` counts every finished trial of the study, including those of earlier runs, so
+        running the same budget again after an interruption completes it rather than starting over.
+        Trials cut off by an interruption are marked FAILED and do not count. Evaluations that fail
+        (e.g. a NaN loss) are recorded as FAILED trials, count towards the budget, and the search
+        goes on.
+
+        Args:
+            budget: total number of finished trials to reach.
+            seconds: stop proposing new trials after this many seconds (running ones finish).
+            workers: evaluations in parallel (local processes when > 1).
+            executor: a custom executor (overrides ``workers``).
+            callbacks: called as ``callback(study, trial)`` after each finished trial.
+        """
+        if budget is None and seconds is None:
+            raise ConfigError("optimize() needs a budget (trials) or seconds (time limit), or both")
+        if budget is not None and budget < 0:
+            raise ConfigError(f"budget must be >= 0, got {budget}")
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        if self.space is None or self.strategy is None or self.evaluator is None:
+            raise ConfigError(
+                f"study {self.name!r} was loaded without a space, strategy or evaluator that can be "
+                "rebuilt from storage; pass space=, strategy= and evaluator= to load_study to continue it"
+            )
+        self._prepare()
+        deadline = None if seconds is None else time.monotonic() + seconds
+        used = self._used_budget()
+        own_executor = executor is None
+        executor = executor or make_executor(workers)
+        running: dict[Future[Outcome], tuple[TrialRecord, Architecture]] = {}
+        try:
+            while True:
+                while len(running) < executor.max_workers and self._may_start(used + len(running), budget, deadline):
+                    record, arch = self._start_trial()
+                    context = EvalContext(trial_number=record.number, seed=trial_seed(self.seed, record.number))
+                    running[executor.submit(self.evaluator, arch, context)] = (record, arch)
+                if not running:
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    record, arch = running.pop(future)
+                    trial = self._finish_trial(record, arch, future.result())
+                    used += 1
+                    for callback in callbacks:
+                        callback(self, trial)
+        except BaseException:
+            # Ctrl-C or a crash: keep every finished trial, mark the cut-off ones, stop the workers.
+            for record, _ in running.values():
+                self._store.finish_trial(record.trial_id, TrialState.FAILED, {}, INTERRUPTED)
+            if own_executor:
+                executor.shutdown(cancel=True)
+            raise
+        if own_executor:
+            executor.shutdown()
+
+    def _prepare(self) -> None:
+        """Bind components and restore the strategy, once per Study object."""
+        if self._ready:
+            return
+        assert self.space is not None and self.strategy is not None and self.evaluator is not None
+        self.evaluator.setup(self.space)
+        self.strategy.setup(self.space, self.objectives, self.seed)
+        # One driver writes a study, so anything still RUNNING belongs to a process that died.
+        self._store.fail_running_trials(self._study_id, INTERRUPTED)
+        state = self._store.load_strategy_state(self._study_id)
+        if state is not None:
+            self.strategy.load_state_dict(state)
+        self._ready = True
+
+    def _used_budget(self) -> int:
+        return sum(1 for t in self._store.get_trials(self._study_id) if t.state.finished and t.error != INTERRUPTED)
+
+    @staticmethod
+    def _may_start(started: int, budget: int | None, deadline: float | None) -> bool:
+        if budget is not None and started >= budget:
+            return False
+        return deadline is None or time.monotonic() < deadline
+
+    def _start_trial(self) -> tuple[TrialRecord, Architecture]:
+        assert self.space is not None and self.strategy is not None
+        proposed = self.strategy.ask(1)[0]
+        arch = self.space.validate(proposed)
+        record = self._store.create_trial(
+            self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch)
+        )
+        return record, arch
+
+    def _finish_trial(self, record: TrialRecord, arch: Architecture, outcome: Outcome) -> FrozenTrial:
+        assert self.strategy is not None
+        for step, metrics in outcome.intermediate:
+            self._store.report_intermediate(record.trial_id, step, metrics)
+        state, metrics, error = TrialState.FAILED, {}, outcome.error
+        if outcome.measurement is not None:
+            metrics = outcome.measurement.metrics
+            missing = [o.metric for o in self.objectives if objective_values(metrics, [o]) is None]
+            if missing:
+                error = (
+                    f"the evaluator returned no finite value for objective {missing}; "
+                    f"it returned: {sorted(metrics)}"
+                )
+            else:
+                state = TrialState.COMPLETE
+        frozen = self._freeze(record, arch, state, metrics, error, dict(outcome.intermediate))
+        self.strategy.tell(frozen)
+        self._store.finish_trial(
+            record.trial_id,
+            state,
+            metrics,
+            error,
+            strategy_state=self.strategy.state_dict(),
+            study_id=self._study_id,
+        )
+        return frozen
+
+    def _freeze(
+        self,
+        record: TrialRecord,
+        arch: Architecture,
+        state: TrialState,
+        metrics: dict[str, float],
+        error: str | None,
+        intermediate: dict[int, dict[str, float]],
+        finished_at: Any = None,
+    ) -> FrozenTrial:
+        values = objective_values(metrics, self.objectives) if state is TrialState.COMPLETE else None
+        return FrozenTrial(
+            number=record.number,
+            arch=arch,
+            arch_str=record.arch_str,
+            canonical=record.canonical,
+            state=state,
+            metrics=dict(metrics),
+            values=values,
+            violation=total_violation(metrics, self.constraints) if values is not None else 0.0,
+            error=error,
+            intermediate=intermediate,
+            started_at=record.started_at,
+            finished_at=finished_at,
+        )
+
+    # -- results ---------------------------------------------------------------------------
+    def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
+        """Every trial of the study in order, optionally only those in ``states``."""
+        result = []
+        for record in self._store.get_trials(self._study_id):
+            if states is not None and record.state not in states:
+                continue
+            result.append(
+                self._freeze(
+                    record,
+                    Architecture(record.arch),
+                    record.state,
+                    record.metrics,
+                    record.error,
+                    record.intermediate,
+                    record.finished_at,
+                )
+            )
+        return result
+
+    def _scored(self) -> list[FrozenTrial]:
+        return [t for t in self.trials([TrialState.COMPLETE]) if t.values is not None]
+
+    def best(self) -> FrozenTrial:
+        """The best trial: feasible first, then best on the first objective.
+
+        With several objectives this is the Pareto-front member best on the first objective; see
+        :meth:`pareto_front` for the whole front.
+        """
+        scored = self._scored()
+        if not scored:
+            raise NasflowError(f"study {self.name!r} has no completed trial yet; run optimize() first")
+        first = self.objectives[0]
+        return max(scored, key=lambda t: (-t.violation, first.oriented(t.values[0]), -t.number))  # type: ignore[index]
+
+    def pareto_front(self) -> list[FrozenTrial]:
+        """Feasible completed trials that no other feasible trial dominates, best first objective first.
+
+        With one objective this is the best trial(s). Architectures evaluated more than once appear once.
+        """
+        feasible = [t for t in self._scored() if t.feasible]
+        if not feasible:
+            return []
+        points = [tuple(o.oriented(v) for o, v in zip(self.objectives, t.values)) for t in feasible]  # type: ignore[arg-type]
+        front = [feasible[i] for i in nondominated_sort(points)[0]]
+        unique: dict[str, FrozenTrial] = {}
+        for trial in sorted(front, key=lambda t: t.number):
+            unique.setdefault(trial.canonical, trial)
+        first = self.objectives[0]
+        return sorted(unique.values(), key=lambda t: -first.oriented(t.values[0]))  # type: ignore[index]
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    def __repr__(self) -> str:
+        space = self.space.name if self.space is not None else None
+        return f"Study(name={self.name!r}, space={space!r}, objectives={[str(o) for o in self.objectives]})"
