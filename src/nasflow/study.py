@@ -99,12 +99,14 @@ class Study:
         own_executor = executor is None
         executor = executor or make_executor(workers)
         running: dict[Future[Outcome], tuple[TrialRecord, Architecture]] = {}
+        starting: TrialRecord | None = None  # created in the store, not yet handed to the executor
         try:
             while True:
                 while len(running) < executor.max_workers and self._may_start(used + len(running), budget, deadline):
-                    record, arch = self._start_trial()
-                    context = EvalContext(trial_number=record.number, seed=trial_seed(self.seed, record.number))
-                    running[executor.submit(self.evaluator, arch, context)] = (record, arch)
+                    starting, arch = self._start_trial()
+                    context = EvalContext(trial_number=starting.number, seed=trial_seed(self.seed, starting.number))
+                    running[executor.submit(self.evaluator, arch, context)] = (starting, arch)
+                    starting = None
                 if not running:
                     break
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -116,7 +118,8 @@ class Study:
                         callback(self, trial)
         except BaseException:
             # Ctrl-C or a crash: keep every finished trial, mark the cut-off ones, stop the workers.
-            for record, _ in running.values():
+            cut_off = [record for record, _ in running.values()] + ([starting] if starting else [])
+            for record in cut_off:
                 self._store.finish_trial(record.trial_id, TrialState.FAILED, {}, INTERRUPTED)
             if own_executor:
                 executor.shutdown(cancel=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
+from functools import cache
 from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 
 from nasflow.benchmarks.table import BenchmarkTable, load_table, parse_table
@@ -38,7 +39,7 @@ def load_nb201(path: str | os.PathLike[str] | None = None) -> BenchmarkTable:
     return _load_cached(key)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_cached(path: str | None) -> BenchmarkTable:
     # The table is shared by every caller in the process, which is safe because it is immutable.
     table = _load_shipped() if path is None else load_table(path)
@@ -46,9 +47,13 @@ def _load_cached(path: str | None) -> BenchmarkTable:
     return table
 
 
+def shipped_file() -> Traversable:
+    """Where the packaged table lives (importlib.resources also works for zip installs)."""
+    return resources.files("nasflow.benchmarks").joinpath("data", NB201_FILE)
+
+
 def _load_shipped() -> BenchmarkTable:
-    # importlib.resources also works when the package is installed as a zip archive.
-    resource = resources.files("nasflow.benchmarks").joinpath("data", NB201_FILE)
+    resource = shipped_file()
     try:
         data = resource.read_bytes()
     except OSError as exc:

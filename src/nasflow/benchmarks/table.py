@@ -48,7 +48,9 @@ class BenchmarkTable:
                     f"{source}: row {arch_str!r} has {len(values)} values; expected {len(columns)} "
                     f"({', '.join(columns)})"
                 )
-            checked[arch_str] = tuple(_to_float(v, source, arch_str, c) for v, c in zip(values, columns))
+            checked[arch_str] = tuple(
+                _to_float(v, source, arch_str, c) for v, c in zip(values, columns, strict=True)
+            )
         self._init(columns, checked, source)
 
     def _init(self, columns: tuple[str, ...], rows: dict[str, tuple[float, ...]], source: str) -> None:
@@ -102,7 +104,7 @@ class BenchmarkTable:
         values = self._rows.get(arch_str)
         if values is None:
             raise KeyError(f"architecture {arch_str!r} is not in table {self.source}")
-        return dict(zip(self._columns, values))
+        return dict(zip(self._columns, values, strict=True))
 
     def column(self, name: str) -> np.ndarray:
         """All values of one column, in row order."""
@@ -112,7 +114,7 @@ class BenchmarkTable:
     def best(self, name: str, maximize: bool = True) -> tuple[str, float]:
         """``(arch_str, value)`` of the row with the largest (or smallest) value of ``name``.
 
-        Ties go to the earliest row so the answer does not depend on hashing.
+        Ties go to the earliest row, so the answer is stable for a given file.
         """
         values = self.column(name)
         position = int(np.argmax(values) if maximize else np.argmin(values))
@@ -250,7 +252,9 @@ def _parse_values(
         values = ()
     if values and all(map(math.isfinite, values)):
         return values
-    return tuple(_to_float(value, source, arch_str, name, line) for value, name in zip(fields, columns))
+    return tuple(
+        _to_float(value, source, arch_str, name, line) for value, name in zip(fields, columns, strict=True)
+    )
 
 
 def _to_float(value: object, source: str, arch_str: str, column: str, line: int | None = None) -> float:
@@ -264,4 +268,3 @@ def _to_float(value: object, source: str, arch_str: str, column: str, line: int 
         problem = "not a number" if number is None else "not finite"
         raise BenchmarkDataError(f"{where}: column {column!r} of {arch_str!r} is {value!r}, {problem}")
     return number
-

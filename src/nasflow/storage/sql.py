@@ -1,0 +1,501 @@
+"""A store in a SQL database (SQLite or PostgreSQL) through SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from nasflow.errors import StorageError, StudyExistsError
+from nasflow.storage.base import (
+    URL_FORMS,
+    ExperimentStore,
+    StudyRecord,
+    TrialRecord,
+    check_finish_state,
+    check_study_name,
+    clean_metrics,
+    dump_json,
+    load_json,
+    no_study_id,
+    not_running,
+    study_not_found,
+    utc_now,
+)
+from nasflow.trial import TrialState
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30
+_RUNNING = TrialState.RUNNING.value
+#: execution option that makes a SQLite transaction take the write lock when it begins
+_WRITE_OPTION = "nasflow_write"
+
+
+class _UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC and hands back aware UTC, because SQLite drops time zones."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# JSON lives in TEXT columns written by Python's json module: PostgreSQL's JSON types reject
+# NaN and infinities, which metrics legitimately contain.
+metadata = MetaData()
+
+meta_table = Table(
+    "nasflow_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+studies_table = Table(
+    "studies",
+    metadata,
+    Column("study_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(512), nullable=False, unique=True),
+    Column("config", Text, nullable=False),
+    Column("created_at", _UTCDateTime, nullable=False),
+)
+
+trials_table = Table(
+    "trials",
+    metadata,
+    Column("trial_id", Integer, primary_key=True, autoincrement=True),
+    Column("study_id", Integer, ForeignKey("studies.study_id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("arch", Text, nullable=False),
+    Column("arch_str", Text, nullable=False),
+    Column("canonical", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("started_at", _UTCDateTime, nullable=False),
+    Column("finished_at", _UTCDateTime, nullable=True),
+    # also the index behind "next number" lookups and ordered reads
+    UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
+    Index("ix_trials_study_state", "study_id", "state"),
+)
+
+intermediate_table = Table(
+    "intermediate_values",
+    metadata,
+    Column("trial_id", Integer, ForeignKey("trials.trial_id"), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("metrics", Text, nullable=False),
+)
+
+strategy_states_table = Table(
+    "strategy_states",
+    metadata,
+    Column("study_id", Integer, ForeignKey("studies.study_id"), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("updated_at", _UTCDateTime, nullable=False),
+)
+
+_TABLE_NAMES = frozenset(metadata.tables)
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _reason(exc: BaseException) -> str:
+    # the DBAPI's own message is the useful part; SQLAlchemy's adds SQL text and a link
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig)
+    return str(exc)
+
+
+def _sqlite_engine(url: URL, shown: str) -> Engine:
+    database = url.database
+    if not database or database == ":memory:":
+        # one shared connection, else every pooled connection would see its own empty database
+        return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    if "uri" not in url.query:
+        folder = Path(database).expanduser().absolute().parent
+        if not folder.is_dir():
+            raise StorageError(f"cannot open storage {shown}: the folder {folder} does not exist; create it first")
+    return create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S})
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # take transaction control from the sqlite3 module so "begin" below decides the lock mode
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching to WAL itself may have to wait for another process
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
+        # writes can fail with "database is locked" without waiting when another writer is active
+        immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _postgres_engine(url: URL, shown: str) -> Engine:
+    if url.drivername == "postgresql":
+        # prefer psycopg 3 (what the extra installs), fall back to SQLAlchemy's default psycopg2
+        if importlib.util.find_spec("psycopg") is not None:
+            url = url.set(drivername="postgresql+psycopg")
+        elif importlib.util.find_spec("psycopg2") is None:
+            raise StorageError(
+                f"cannot open storage {shown}: no PostgreSQL driver is installed; "
+                "install one with: pip install 'nasflow[postgres]' (or pip install psycopg)"
+            )
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:
+        raise StorageError(
+            f"cannot open storage {shown}: the PostgreSQL driver is missing ({exc}); "
+            "install it with: pip install 'nasflow[postgres]' (or pip install psycopg)"
+        ) from exc
+
+
+def _make_engine(url_text: str) -> tuple[Engine, str]:
+    try:
+        url = make_url(url_text)
+    except ArgumentError as exc:
+        raise StorageError(f"cannot parse storage URL {url_text!r}; use {URL_FORMS}") from exc
+    shown = _shown(url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        engine = _sqlite_engine(url, shown)
+        _configure_sqlite(engine)
+    elif backend == "postgresql":
+        engine = _postgres_engine(url, shown)
+    else:
+        raise StorageError(f"unsupported storage URL {shown!r}; use {URL_FORMS}")
+    return engine, shown
+
+
+class SQLStore(ExperimentStore):
+    """Studies in a SQLite or PostgreSQL database; creates its tables if they are absent.
+
+    Trial numbers are allocated inside one write transaction that first locks the study:
+    ``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` on the study row elsewhere.
+    Both run the same code; SQLite simply ignores ``FOR UPDATE``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._engine, self.url = _make_engine(url)
+        self._writer = self._engine.execution_options(**{_WRITE_OPTION: True})
+        # one lock per object: the in-memory SQLite connection is shared, and within one process
+        # queuing on a lock is cheaper than SQLite's busy-wait
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._init_schema()
+        except StorageError:
+            self._engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self.url!r})"
+
+    @contextmanager
+    def _transaction(self, write: bool, opening: bool = False) -> Iterator[Connection]:
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"the store {self.url} is closed")
+            try:
+                with (self._writer if write else self._engine).begin() as connection:
+                    yield connection
+            except SQLAlchemyError as exc:
+                # when opening, the usual cause is the file itself (e.g. "file is not a database")
+                what = f"cannot open storage {self.url}" if opening else f"storage {self.url} failed"
+                raise StorageError(f"{what}: {_reason(exc)}") from exc
+
+    def _init_schema(self) -> None:
+        with self._transaction(write=True, opening=True) as conn:
+            existing = set(inspect(conn).get_table_names())
+            if meta_table.name in existing:
+                self._check_version(conn)
+            else:
+                foreign = sorted(existing & _TABLE_NAMES)
+                if foreign:
+                    raise StorageError(
+                        f"cannot open storage {self.url}: it already has table(s) "
+                        f"{', '.join(foreign)} that nasflow did not create"
+                    )
+            metadata.create_all(conn, checkfirst=True)
+            if meta_table.name not in existing:
+                conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def _check_version(self, conn: Connection) -> None:
+        stored = conn.execute(
+            select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+        ).scalar_one_or_none()
+        if stored is None or not stored.isdigit():
+            raise StorageError(f"cannot open storage {self.url}: its schema version {stored!r} is unreadable")
+        if int(stored) > SCHEMA_VERSION:
+            raise StorageError(
+                f"cannot open storage {self.url}: it was written by a newer nasflow (schema "
+                f"version {stored}); this version reads schema version {SCHEMA_VERSION}, so upgrade nasflow"
+            )
+
+    # ----------------------------------------------------------------- studies
+
+    @staticmethod
+    def _study_exists(conn: Connection, study_id: int, lock: bool = False) -> None:
+        query = select(studies_table.c.study_id).where(studies_table.c.study_id == study_id)
+        if lock:
+            query = query.with_for_update()
+        if conn.execute(query).first() is None:
+            raise no_study_id(study_id)
+
+    def create_study(self, name: str, config: dict[str, Any]) -> StudyRecord:
+        check_study_name(name)
+        config_json = dump_json(config, "the study config")
+        created_at = utc_now()
+        with self._transaction(write=True) as conn:
+            taken = conn.execute(select(studies_table.c.study_id).where(studies_table.c.name == name)).first()
+            if taken is not None:
+                raise StudyExistsError(f"a study named {name!r} already exists")
+            try:
+                result = conn.execute(
+                    insert(studies_table).values(name=name, config=config_json, created_at=created_at)
+                )
+            except IntegrityError as exc:  # another process created it between the check and insert
+                raise StudyExistsError(f"a study named {name!r} already exists") from exc
+            study_id = int(result.inserted_primary_key[0])
+        return StudyRecord(study_id, name, load_json(config_json), created_at)
+
+    def load_study(self, name: str) -> StudyRecord:
+        with self._transaction(write=False) as conn:
+            row = conn.execute(select(studies_table).where(studies_table.c.name == name)).first()
+            if row is None:
+                raise study_not_found(name, self._names(conn))
+        return StudyRecord(row.study_id, row.name, load_json(row.config), row.created_at)
+
+    @staticmethod
+    def _names(conn: Connection) -> list[str]:
+        return list(conn.execute(select(studies_table.c.name).order_by(studies_table.c.study_id)).scalars())
+
+    def study_names(self) -> list[str]:
+        with self._transaction(write=False) as conn:
+            return self._names(conn)
+
+    # ----------------------------------------------------------------- trials
+
+    def create_trial(self, study_id: int, arch: dict[str, Any], arch_str: str, canonical: str) -> TrialRecord:
+        arch_json = dump_json(arch, "the architecture")
+        with self._transaction(write=True) as conn:
+            self._study_exists(conn, study_id, lock=True)
+            number = conn.execute(
+                select(func.coalesce(func.max(trials_table.c.number) + 1, 0)).where(
+                    trials_table.c.study_id == study_id
+                )
+            ).scalar_one()
+            started_at = utc_now()
+            result = conn.execute(
+                insert(trials_table).values(
+                    study_id=study_id,
+                    number=number,
+                    arch=arch_json,
+                    arch_str=str(arch_str),
+                    canonical=str(canonical),
+                    state=_RUNNING,
+                    metrics="{}",
+                    started_at=started_at,
+                )
+            )
+            trial_id = int(result.inserted_primary_key[0])
+        return TrialRecord(
+            trial_id=trial_id,
+            number=int(number),
+            arch=load_json(arch_json),
+            arch_str=str(arch_str),
+            canonical=str(canonical),
+            state=TrialState.RUNNING,
+            metrics={},
+            intermediate={},
+            error=None,
+            started_at=started_at,
+            finished_at=None,
+        )
+
+    @staticmethod
+    def _running_trial(conn: Connection, trial_id: int) -> Any:
+        row = conn.execute(
+            select(trials_table.c.study_id, trials_table.c.number, trials_table.c.state).where(
+                trials_table.c.trial_id == trial_id
+            )
+        ).first()
+        if row is None:
+            raise StorageError(f"no trial with id {trial_id}")
+        if row.state != _RUNNING:
+            raise not_running(trial_id, row.number, TrialState(row.state))
+        return row
+
+    def report_intermediate(self, trial_id: int, step: int, metrics: dict[str, float]) -> None:
+        metrics_json = dump_json(clean_metrics(metrics, "intermediate metrics"), "intermediate metrics")
+        step = int(step)
+        with self._transaction(write=True) as conn:
+            self._running_trial(conn, trial_id)
+            # delete + insert is the portable upsert; the write transaction keeps it atomic
+            conn.execute(
+                delete(intermediate_table).where(
+                    intermediate_table.c.trial_id == trial_id, intermediate_table.c.step == step
+                )
+            )
+            conn.execute(insert(intermediate_table).values(trial_id=trial_id, step=step, metrics=metrics_json))
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        metrics: dict[str, float],
+        error: str | None = None,
+        strategy_state: dict[str, Any] | None = None,
+        study_id: int | None = None,
+    ) -> None:
+        state = check_finish_state(state)
+        metrics_json = dump_json(clean_metrics(metrics), "metrics")
+        state_json = None if strategy_state is None else dump_json(strategy_state, "the strategy state")
+        with self._transaction(write=True) as conn:
+            row = self._running_trial(conn, trial_id)
+            if study_id is not None and study_id != row.study_id:
+                raise StorageError(f"trial id {trial_id} belongs to study {row.study_id}, not {study_id}")
+            result = conn.execute(
+                update(trials_table)
+                .where(trials_table.c.trial_id == trial_id, trials_table.c.state == _RUNNING)
+                .values(state=state.value, metrics=metrics_json, error=error, finished_at=utc_now())
+            )
+            if result.rowcount != 1:  # only possible without a database-wide write lock
+                raise StorageError(f"trial {row.number} (id {trial_id}) was finished by someone else")
+            if state_json is not None:
+                self._put_strategy_state(conn, row.study_id, state_json)
+
+    def get_trials(self, study_id: int) -> list[TrialRecord]:
+        with self._transaction(write=False) as conn:
+            self._study_exists(conn, study_id)
+            rows = conn.execute(
+                select(trials_table).where(trials_table.c.study_id == study_id).order_by(trials_table.c.number)
+            ).all()
+            steps = conn.execute(
+                select(intermediate_table.c.trial_id, intermediate_table.c.step, intermediate_table.c.metrics)
+                .join(trials_table, trials_table.c.trial_id == intermediate_table.c.trial_id)
+                .where(trials_table.c.study_id == study_id)
+                .order_by(intermediate_table.c.trial_id, intermediate_table.c.step)
+            ).all()
+        intermediate: dict[int, dict[int, dict[str, float]]] = {}
+        for trial_id, step, metrics in steps:
+            intermediate.setdefault(trial_id, {})[step] = load_json(metrics)
+        return [
+            TrialRecord(
+                trial_id=row.trial_id,
+                number=row.number,
+                arch=load_json(row.arch),
+                arch_str=row.arch_str,
+                canonical=row.canonical,
+                state=TrialState(row.state),
+                metrics=load_json(row.metrics),
+                intermediate=intermediate.get(row.trial_id, {}),
+                error=row.error,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+            )
+            for row in rows
+        ]
+
+    def fail_running_trials(self, study_id: int, error: str) -> list[int]:
+        with self._transaction(write=True) as conn:
+            self._study_exists(conn, study_id, lock=True)
+            running = (trials_table.c.study_id == study_id, trials_table.c.state == _RUNNING)
+            numbers = list(
+                conn.execute(select(trials_table.c.number).where(*running).order_by(trials_table.c.number)).scalars()
+            )
+            if numbers:
+                conn.execute(
+                    update(trials_table)
+                    .where(*running, trials_table.c.number.in_(numbers))
+                    .values(state=TrialState.FAILED.value, error=error, finished_at=utc_now())
+                )
+        return numbers
+
+    # ----------------------------------------------------------------- strategy state
+
+    @staticmethod
+    def _put_strategy_state(conn: Connection, study_id: int, state_json: str) -> None:
+        values = {"state": state_json, "updated_at": utc_now()}
+        result = conn.execute(
+            update(strategy_states_table).where(strategy_states_table.c.study_id == study_id).values(**values)
+        )
+        if result.rowcount == 0:
+            conn.execute(insert(strategy_states_table).values(study_id=study_id, **values))
+
+    def save_strategy_state(self, study_id: int, state: dict[str, Any]) -> None:
+        state_json = dump_json(state, "the strategy state")
+        with self._transaction(write=True) as conn:
+            self._study_exists(conn, study_id)
+            self._put_strategy_state(conn, study_id, state_json)
+
+    def load_strategy_state(self, study_id: int) -> dict[str, Any] | None:
+        with self._transaction(write=False) as conn:
+            text = conn.execute(
+                select(strategy_states_table.c.state).where(strategy_states_table.c.study_id == study_id)
+            ).scalar_one_or_none()
+            if text is None:
+                self._study_exists(conn, study_id)
+                return None
+        return load_json(text)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._engine.dispose()

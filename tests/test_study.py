@@ -1,0 +1,221 @@
+"""The study loop: budgets, persistence, resume, failures, objectives and constraints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import nasflow as nf
+from nasflow.space.architecture import Architecture
+from nasflow.testing.spaces import constrained_space
+from nasflow.testing.strategies import synthetic_score
+from nasflow.trial import INTERRUPTED
+
+
+def score(arch: Architecture) -> dict[str, float]:
+    """Module-level (picklable) evaluation function for worker processes."""
+    size = int(arch["depth"]) * int(arch["width"])
+    return {"accuracy": synthetic_score(arch), "params": float(size)}
+
+
+def make(storage=None, name="s", seed=0, strategy="evolution", **kw):
+    return nf.create_study(
+        space=constrained_space(),
+        strategy=nf.get_strategy(strategy) if isinstance(strategy, str) else strategy,
+        evaluator=nf.FunctionEvaluator(kw.pop("fn", score)),
+        storage=storage,
+        name=name,
+        seed=seed,
+        **kw,
+    )
+
+
+def test_budget_counts_trials_and_best_is_the_maximum() -> None:
+    study = make()
+    study.optimize(budget=25)
+    trials = study.trials()
+    assert [t.number for t in trials] == list(range(25))
+    assert all(t.state is nf.TrialState.COMPLETE for t in trials)
+    best = study.best()
+    assert best.metrics["accuracy"] == max(t.metrics["accuracy"] for t in trials)
+    assert best.values == (best.metrics["accuracy"],)
+    assert best.arch_str == constrained_space().format(best.arch)
+    # the budget is the study's total: asking again for 25 runs nothing, asking for 30 runs 5 more
+    study.optimize(budget=25)
+    assert len(study.trials()) == 25
+    study.optimize(budget=30)
+    assert len(study.trials()) == 30
+
+
+def test_same_seed_same_trials_different_seed_different_trials() -> None:
+    def archs(seed: int) -> list[Architecture]:
+        study = make(seed=seed)
+        study.optimize(budget=30)
+        return [t.arch for t in study.trials()]
+
+    assert archs(3) == archs(3)
+    assert archs(3) != archs(4)
+
+
+def test_sqlite_study_reloads_and_continues_like_an_uninterrupted_one(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    first = make(storage=url, name="demo", seed=7)
+    first.optimize(budget=12)
+    again = make(storage=url, name="demo", seed=7, load_if_exists=True)
+    again.optimize(budget=30)
+    straight = make(name="straight", seed=7)
+    straight.optimize(budget=30)
+    assert [t.arch for t in again.trials()] == [t.arch for t in straight.trials()]
+    loaded = nf.load_study("demo", url, evaluator=nf.FunctionEvaluator(score))
+    assert len(loaded.trials()) == 30
+    assert loaded.best().number == straight.best().number
+    assert loaded.best().metrics == pytest.approx(straight.best().metrics)
+
+
+def test_existing_name_needs_load_if_exists_and_matching_settings(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    make(storage=url, name="demo").optimize(budget=2)
+    with pytest.raises(nf.StorageError, match="already exists"):
+        make(storage=url, name="demo")
+    with pytest.raises(nf.ConfigError, match="already exists with other settings.*seed"):
+        make(storage=url, name="demo", seed=99, load_if_exists=True)
+    with pytest.raises(nf.StudyNotFoundError, match="demo"):
+        nf.load_study("nope", url)
+
+
+def test_failing_evaluations_become_failed_trials_and_the_search_goes_on() -> None:
+    def flaky(arch: Architecture) -> dict[str, float]:
+        if arch["act"] == "silu":
+            raise nf.EvaluationError("training diverged: loss became NaN")
+        if arch["act"] == "gelu":
+            raise RuntimeError("boom")
+        return score(arch)
+
+    study = make(fn=flaky)
+    study.optimize(budget=30)
+    trials = study.trials()
+    assert len(trials) == 30
+    failed = [t for t in trials if t.state is nf.TrialState.FAILED]
+    assert failed and len(failed) < 30
+    for trial in failed:
+        if trial.arch["act"] == "silu":
+            assert trial.error == "training diverged: loss became NaN"
+        else:
+            assert trial.error.startswith("RuntimeError: boom")
+    assert study.best().arch["act"] == "relu"
+
+
+def test_missing_objective_metric_fails_the_trial_with_a_reason() -> None:
+    study = make(objectives=["accuracy:max", "latency_ms:min"])
+    study.optimize(budget=3)
+    errors = {t.error for t in study.trials()}
+    assert errors == {"the evaluator returned no finite value for objective ['latency_ms']; it returned: ['accuracy', 'params']"}
+    with pytest.raises(nf.NasflowError, match="no completed trial"):
+        study.best()
+
+
+def test_two_objectives_give_the_exact_pareto_front() -> None:
+    study = make(objectives=["accuracy:max", "params:min"], strategy="random")
+    study.optimize(budget=40)
+    done = study.trials([nf.TrialState.COMPLETE])
+    front = study.pareto_front()
+    assert front
+    for member in front:
+        for other in done:
+            better_or_equal = other.metrics["accuracy"] >= member.metrics["accuracy"] and other.metrics["params"] <= member.metrics["params"]
+            strictly = other.metrics["accuracy"] > member.metrics["accuracy"] or other.metrics["params"] < member.metrics["params"]
+            assert not (better_or_equal and strictly), f"trial {other.number} dominates front member {member.number}"
+    for trial in done:
+        if trial.canonical not in {m.canonical for m in front}:
+            assert any(
+                m.metrics["accuracy"] >= trial.metrics["accuracy"] and m.metrics["params"] <= trial.metrics["params"]
+                for m in front
+            )
+    accuracies = [m.metrics["accuracy"] for m in front]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert study.best().number == front[0].number
+
+
+def test_constraints_are_never_violated_by_best_or_front() -> None:
+    study = make(constraints=["params<=32"], strategy="random")
+    study.optimize(budget=40)
+    trials = study.trials([nf.TrialState.COMPLETE])
+    assert any(not t.feasible for t in trials)
+    assert all(t.feasible == (t.metrics["params"] <= 32) for t in trials)
+    assert study.best().metrics["params"] <= 32
+    assert all(t.metrics["params"] <= 32 for t in study.pareto_front())
+    violation = next(t for t in trials if not t.feasible)
+    assert violation.violation == pytest.approx(violation.metrics["params"] - 32)
+
+
+def test_seconds_budget_stops_starting_trials() -> None:
+    import time
+
+    def slow(arch: Architecture) -> dict[str, float]:
+        time.sleep(0.02)
+        return score(arch)
+
+    study = make(fn=slow)
+    start = time.monotonic()
+    study.optimize(seconds=0.3)
+    assert 3 <= len(study.trials()) <= 20
+    assert time.monotonic() - start < 2.0
+
+
+def test_two_worker_processes_complete_the_budget_with_distinct_numbers(tmp_path) -> None:
+    study = make(storage=f"sqlite:///{tmp_path / 'w.db'}", strategy="random")
+    study.optimize(budget=12, workers=2)
+    trials = study.trials()
+    assert [t.number for t in trials] == list(range(12))
+    assert all(t.state is nf.TrialState.COMPLETE for t in trials)
+    assert all(t.metrics == score(t.arch) for t in trials)
+
+
+def test_unpicklable_evaluator_with_workers_gives_a_clear_error() -> None:
+    study = make(fn=lambda arch: score(arch))
+    with pytest.raises(nf.ConfigError, match="cannot be sent to worker processes"):
+        study.optimize(budget=2, workers=2)
+
+
+def test_interrupted_run_marks_running_trials_and_resume_completes_the_budget(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    calls = {"n": 0}
+
+    def interrupting(arch: Architecture) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return score(arch)
+
+    study = make(storage=url, name="r", fn=interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(budget=10)
+    trials = study.trials()
+    assert [t.state for t in trials] == [nf.TrialState.COMPLETE] * 5 + [nf.TrialState.FAILED]
+    assert trials[-1].error == INTERRUPTED
+    resumed = make(storage=url, name="r", load_if_exists=True)
+    resumed.optimize(budget=10)
+    trials = resumed.trials()
+    assert sum(t.state is nf.TrialState.COMPLETE for t in trials) == 10
+    assert len(trials) == 11
+    # the interrupted architecture is proposed again, as the uninterrupted run would have
+    assert trials[6].arch == trials[5].arch
+
+
+def test_function_evaluator_rejects_non_numeric_and_nan_metrics() -> None:
+    study = make(fn=lambda arch: {"accuracy": float("nan")})
+    study.optimize(budget=1)
+    assert study.trials()[0].error == "metric 'accuracy' is NaN"
+    study = make(fn=lambda arch: "high")
+    study.optimize(budget=1)
+    assert "must return a dict" in study.trials()[0].error
+    assert math.isnan(float("nan"))
+
+
+def test_bad_optimize_arguments() -> None:
+    study = make()
+    with pytest.raises(nf.ConfigError, match="needs a budget"):
+        study.optimize()
+    with pytest.raises(nf.ConfigError, match="workers must be >= 1"):
+        study.optimize(budget=1, workers=0)
