@@ -113,7 +113,17 @@ def create_study(
     )
 
 
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that must match to resume; custom evaluators are compared by kind only,
+    since their code may legitimately be renamed or edited between runs."""
+    evaluator = config.get("evaluator") or {}
+    if evaluator.get("name") not in catalog.EVALUATORS:
+        config = {**config, "evaluator": {"name": evaluator.get("name")}}
+    return config
+
+
 def _check_same(name: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+    stored, wanted = _comparable(stored), _comparable(wanted)
     differences = [
         f"{key}: stored {stored.get(key)!r}, given {wanted[key]!r}"
         for key in ("space", "strategy", "evaluator", "objectives", "constraints", "seed")

@@ -10,6 +10,7 @@ from typing import Any
 from nasflow.errors import EvaluationError
 from nasflow.estimators.base import EvalContext, Evaluator, Measurement
 from nasflow.space.architecture import Architecture
+from nasflow.space.base import DecisionSpace
 
 
 class FunctionEvaluator(Evaluator):
@@ -21,6 +22,9 @@ class FunctionEvaluator(Evaluator):
         if not callable(fn):
             raise TypeError(f"FunctionEvaluator needs a callable, got {fn!r}")
         self.fn = fn
+
+    def setup(self, space: DecisionSpace) -> None:
+        """The function needs no space; keeping none lets the evaluator pickle on its own."""
 
     def evaluate(self, arch: Architecture, context: EvalContext) -> Measurement:
         start = time.perf_counter()

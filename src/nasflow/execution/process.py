@@ -51,8 +51,8 @@ class ProcessExecutor(Executor):
         return self._pool.submit(run_evaluation, evaluator, arch, context)
 
     def shutdown(self, cancel: bool = False) -> None:
+        # Running evaluations cannot be cancelled; stop their processes so Ctrl-C is prompt.
+        processes = list((getattr(self._pool, "_processes", None) or {}).values()) if cancel else []
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
-        if cancel:
-            # Running evaluations cannot be cancelled; stop their processes so Ctrl-C is prompt.
-            for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.terminate()
+        for process in processes:
+            process.terminate()

@@ -65,20 +65,24 @@ def check_space(space: DecisionSpace, samples: int = 50, seed: int = 0) -> None:
         raise AssertionError("parse() accepted garbage")
 
 
+def _constrained_is_valid(arch: Architecture) -> bool:
+    # A memory-like budget couples two decisions; one combination is banned outright.
+    return int(arch["depth"]) * int(arch["width"]) <= 128 and not (arch["act"] == "gelu" and arch["skip"])
+
+
+def _constrained_canonical(arch: Architecture) -> Architecture:
+    # With one layer there is nothing to skip over, so the skip flag does not change the network.
+    return arch.replace(skip=False) if arch["depth"] == 1 else arch
+
+
 def constrained_space() -> DecisionSpace:
-    """A small user-style space with a validity rule and a canonicaliser, for contract tests."""
+    """A small user-style space with a validity rule and a canonicaliser, for contract tests.
 
-    def is_valid(arch: Architecture) -> bool:
-        # A memory-like budget couples two decisions; one combination is banned outright.
-        return int(arch["depth"]) * int(arch["width"]) <= 128 and not (arch["act"] == "gelu" and arch["skip"])
-
-    def canonical(arch: Architecture) -> Architecture:
-        # With one layer there is nothing to skip over, so the skip flag does not change the network.
-        return arch.replace(skip=False) if arch["depth"] == 1 else arch
-
+    Its functions live at module level so the space pickles into worker processes.
+    """
     return DecisionSpace(
         {"depth": [1, 2, 3, 4], "width": [8, 16, 32, 64], "act": ["relu", "gelu", "silu"], "skip": [True, False]},
-        is_valid=is_valid,
-        canonical=canonical,
+        is_valid=_constrained_is_valid,
+        canonical=_constrained_canonical,
         name="constrained",
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -410,6 +411,7 @@ def _create_trials_worker(url: str, study_name: str, count: int, worker: int, ba
         for i in range(count):
             # the full create/finish cycle of a driver, so the processes' writes interleave
             trial = store.create_trial(study_id, {"worker": worker, "i": i}, f"w{worker}-{i}", f"w{worker}-{i}")
+            time.sleep(0.001)  # a token evaluation; without any pause one process can starve the other
             store.finish_trial(trial.trial_id, TrialState.COMPLETE, {"worker": float(worker)})
     finally:
         store.close()
