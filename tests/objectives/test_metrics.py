@@ -42,6 +42,7 @@ def test_count_macs_rejects_bad_shapes() -> None:
 @pytest.mark.parametrize(
     "text, params, macs_m",
     [(ARCH_9930, 1_288_506, 184.73), (ALL_CONV, 1_531_546, 220.12)],
+    ids=["index_9930", "all_conv3x3"],
 )
 def test_nb201_networks_match_the_published_costs(text: str, params: int, macs_m: float) -> None:
     space = NB201Space()

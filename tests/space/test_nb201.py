@@ -150,8 +150,7 @@ def test_encodings(space: NB201Space) -> None:
 def test_build_gives_the_benchmark_network(space: NB201Space) -> None:
     model = space.build(space.parse(ARCH_9930))
     assert sum(p.numel() for p in model.parameters()) == 1_288_506
-    with torch.no_grad():
-        assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert model.classifier.out_features == 10 and model.stem[0].in_channels == 3
 
 
 def test_build_validates(space: NB201Space) -> None:
@@ -166,7 +165,7 @@ def _digits_like_task(shape: tuple[int, int, int]) -> Task:
     return Task("tiny", x, y, x, y, x, y, num_classes=10)
 
 
-@pytest.mark.parametrize("text", [ARCH_9930, ALL_NONE])
+@pytest.mark.parametrize("text", [ARCH_9930, ALL_NONE], ids=["index_9930", "all_none"])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 7, 7)])
 def test_scaled_build_runs_on_a_task(text: str, shape: tuple[int, int, int]) -> None:
     small = NB201Space(channels=8, cells_per_stage=1)

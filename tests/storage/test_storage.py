@@ -150,7 +150,9 @@ def test_schema_tables_and_version(tmp_path: Path) -> None:
     open_store(f"sqlite:///{path}").close()
     assert {"nasflow_meta", "studies", "trials", "intermediate_values", "strategy_states"} <= _tables(path)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM nasflow_meta WHERE key = 'schema_version'").fetchone() == ("1",)
+        assert conn.execute("SELECT value FROM nasflow_meta WHERE key = 'schema_version'").fetchone() == (
+            "1",
+        )
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -187,7 +189,10 @@ def test_values_are_stored_as_json_text(tmp_path: Path) -> None:
     store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT config FROM studies").fetchone() == ('{"seed":1}',)
-        assert conn.execute("SELECT arch, metrics FROM trials").fetchone() == ('{"ops":["a","b"]}', '{"acc":NaN}')
+        assert conn.execute("SELECT arch, metrics FROM trials").fetchone() == (
+            '{"ops":["a","b"]}',
+            '{"acc":NaN}',
+        )
         assert conn.execute("SELECT state FROM strategy_states").fetchone() == ('{"g":[1]}',)
 
 

@@ -35,6 +35,8 @@ _FORM_HINT = (
 )
 # Upper-triangular positions of the 4x4 cell adjacency matrix, row-major (by source node).
 _ADJACENCY_ORDER: tuple[tuple[int, int], ...] = tuple(sorted(EDGES, key=lambda e: (e[1], e[0])))
+# Tokens of the canonical expression; their sort order ('#' < '(' < '0') decides which keys coincide,
+# so they are fixed to reproduce NAS-Bench-201's own count of unique cells.
 _ZERO_TERM = "#"
 _INPUT_TERM = "0"
 

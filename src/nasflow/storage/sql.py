@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -139,6 +140,70 @@ strategy_states_table = Table(
 
 _TABLE_NAMES = frozenset(metadata.tables)
 
+# Statements are built once: building and cache-keying a fresh statement on every call cost
+# SQLAlchemy more than SQLite spends running it. Bound names differ from column names
+# because SQLAlchemy reserves those in UPDATE ... SET.
+_studies, _trials = studies_table.c, trials_table.c
+_steps, _states = intermediate_table.c, strategy_states_table.c
+
+_STUDY_BY_ID = select(_studies.study_id).where(_studies.study_id == bindparam("b_study"))
+_LOCK_STUDY = _STUDY_BY_ID.with_for_update()  # rendered as nothing on SQLite, whose BEGIN IMMEDIATE locks
+_STUDY_BY_NAME = select(studies_table).where(_studies.name == bindparam("b_name"))
+_STUDY_NAMES = select(_studies.name).order_by(_studies.study_id)
+_INSERT_STUDY = insert(studies_table)
+
+_NEXT_NUMBER = select(func.coalesce(func.max(_trials.number) + 1, 0)).where(
+    _trials.study_id == bindparam("b_study")
+)
+_INSERT_TRIAL = insert(trials_table)
+_TRIAL_STATUS = select(_trials.study_id, _trials.number, _trials.state).where(
+    _trials.trial_id == bindparam("b_trial")
+)
+_FINISH_TRIAL = (
+    update(trials_table)
+    .where(_trials.trial_id == bindparam("b_trial"), _trials.state == _RUNNING)
+    .values(
+        state=bindparam("b_state"),
+        metrics=bindparam("b_metrics"),
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_finished", type_=_UTCDateTime),
+    )
+)
+_STUDY_TRIALS = select(trials_table).where(_trials.study_id == bindparam("b_study")).order_by(_trials.number)
+_RUNNING_NUMBERS = (
+    select(_trials.number)
+    .where(_trials.study_id == bindparam("b_study"), _trials.state == _RUNNING)
+    .order_by(_trials.number)
+)
+_FAIL_RUNNING = (
+    update(trials_table)
+    .where(_trials.study_id == bindparam("b_study"), _trials.state == _RUNNING)
+    .values(
+        state=TrialState.FAILED.value,
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_finished", type_=_UTCDateTime),
+    )
+)
+
+_DELETE_STEP = delete(intermediate_table).where(
+    _steps.trial_id == bindparam("b_trial"), _steps.step == bindparam("b_step")
+)
+_INSERT_STEP = insert(intermediate_table)
+_STUDY_STEPS = (
+    select(_steps.trial_id, _steps.step, _steps.metrics)
+    .join(trials_table, _trials.trial_id == _steps.trial_id)
+    .where(_trials.study_id == bindparam("b_study"))
+    .order_by(_steps.trial_id, _steps.step)
+)
+
+_UPDATE_STATE = (
+    update(strategy_states_table)
+    .where(_states.study_id == bindparam("b_study"))
+    .values(state=bindparam("b_state"), updated_at=bindparam("b_updated", type_=_UTCDateTime))
+)
+_INSERT_STATE = insert(strategy_states_table)
+_LOAD_STATE = select(_states.state).where(_states.study_id == bindparam("b_study"))
+
 
 def _shown(url: URL) -> str:
     return url.render_as_string(hide_password=True)
@@ -159,7 +224,9 @@ def _sqlite_engine(url: URL, shown: str) -> Engine:
     if "uri" not in url.query:
         folder = Path(database).expanduser().absolute().parent
         if not folder.is_dir():
-            raise StorageError(f"cannot open storage {shown}: the folder {folder} does not exist; create it first")
+            raise StorageError(
+                f"cannot open storage {shown}: the folder {folder} does not exist; create it first"
+            )
     return create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S})
 
 
@@ -291,10 +358,8 @@ class SQLStore(ExperimentStore):
 
     @staticmethod
     def _study_exists(conn: Connection, study_id: int, lock: bool = False) -> None:
-        query = select(studies_table.c.study_id).where(studies_table.c.study_id == study_id)
-        if lock:
-            query = query.with_for_update()
-        if conn.execute(query).first() is None:
+        query = _LOCK_STUDY if lock else _STUDY_BY_ID
+        if conn.execute(query, {"b_study": study_id}).first() is None:
             raise no_study_id(study_id)
 
     def create_study(self, name: str, config: dict[str, Any]) -> StudyRecord:
@@ -302,12 +367,11 @@ class SQLStore(ExperimentStore):
         config_json = dump_json(config, "the study config")
         created_at = utc_now()
         with self._transaction(write=True) as conn:
-            taken = conn.execute(select(studies_table.c.study_id).where(studies_table.c.name == name)).first()
-            if taken is not None:
+            if conn.execute(_STUDY_BY_NAME, {"b_name": name}).first() is not None:
                 raise StudyExistsError(f"a study named {name!r} already exists")
             try:
                 result = conn.execute(
-                    insert(studies_table).values(name=name, config=config_json, created_at=created_at)
+                    _INSERT_STUDY, {"name": name, "config": config_json, "created_at": created_at}
                 )
             except IntegrityError as exc:  # another process created it between the check and insert
                 raise StudyExistsError(f"a study named {name!r} already exists") from exc
@@ -316,50 +380,44 @@ class SQLStore(ExperimentStore):
 
     def load_study(self, name: str) -> StudyRecord:
         with self._transaction(write=False) as conn:
-            row = conn.execute(select(studies_table).where(studies_table.c.name == name)).first()
+            row = conn.execute(_STUDY_BY_NAME, {"b_name": name}).first()
             if row is None:
-                raise study_not_found(name, self._names(conn))
+                raise study_not_found(name, conn.execute(_STUDY_NAMES).scalars())
         return StudyRecord(row.study_id, row.name, load_json(row.config), row.created_at)
-
-    @staticmethod
-    def _names(conn: Connection) -> list[str]:
-        return list(conn.execute(select(studies_table.c.name).order_by(studies_table.c.study_id)).scalars())
 
     def study_names(self) -> list[str]:
         with self._transaction(write=False) as conn:
-            return self._names(conn)
+            return list(conn.execute(_STUDY_NAMES).scalars())
 
     # ----------------------------------------------------------------- trials
 
     def create_trial(self, study_id: int, arch: dict[str, Any], arch_str: str, canonical: str) -> TrialRecord:
         arch_json = dump_json(arch, "the architecture")
+        arch_str, canonical = str(arch_str), str(canonical)
         with self._transaction(write=True) as conn:
             self._study_exists(conn, study_id, lock=True)
-            number = conn.execute(
-                select(func.coalesce(func.max(trials_table.c.number) + 1, 0)).where(
-                    trials_table.c.study_id == study_id
-                )
-            ).scalar_one()
+            number = int(conn.execute(_NEXT_NUMBER, {"b_study": study_id}).scalar_one())
             started_at = utc_now()
             result = conn.execute(
-                insert(trials_table).values(
-                    study_id=study_id,
-                    number=number,
-                    arch=arch_json,
-                    arch_str=str(arch_str),
-                    canonical=str(canonical),
-                    state=_RUNNING,
-                    metrics="{}",
-                    started_at=started_at,
-                )
+                _INSERT_TRIAL,
+                {
+                    "study_id": study_id,
+                    "number": number,
+                    "arch": arch_json,
+                    "arch_str": arch_str,
+                    "canonical": canonical,
+                    "state": _RUNNING,
+                    "metrics": "{}",
+                    "started_at": started_at,
+                },
             )
             trial_id = int(result.inserted_primary_key[0])
         return TrialRecord(
             trial_id=trial_id,
-            number=int(number),
+            number=number,
             arch=load_json(arch_json),
-            arch_str=str(arch_str),
-            canonical=str(canonical),
+            arch_str=arch_str,
+            canonical=canonical,
             state=TrialState.RUNNING,
             metrics={},
             intermediate={},
@@ -370,11 +428,7 @@ class SQLStore(ExperimentStore):
 
     @staticmethod
     def _running_trial(conn: Connection, trial_id: int) -> Any:
-        row = conn.execute(
-            select(trials_table.c.study_id, trials_table.c.number, trials_table.c.state).where(
-                trials_table.c.trial_id == trial_id
-            )
-        ).first()
+        row = conn.execute(_TRIAL_STATUS, {"b_trial": trial_id}).first()
         if row is None:
             raise StorageError(f"no trial with id {trial_id}")
         if row.state != _RUNNING:
@@ -387,12 +441,8 @@ class SQLStore(ExperimentStore):
         with self._transaction(write=True) as conn:
             self._running_trial(conn, trial_id)
             # delete + insert is the portable upsert; the write transaction keeps it atomic
-            conn.execute(
-                delete(intermediate_table).where(
-                    intermediate_table.c.trial_id == trial_id, intermediate_table.c.step == step
-                )
-            )
-            conn.execute(insert(intermediate_table).values(trial_id=trial_id, step=step, metrics=metrics_json))
+            conn.execute(_DELETE_STEP, {"b_trial": trial_id, "b_step": step})
+            conn.execute(_INSERT_STEP, {"trial_id": trial_id, "step": step, "metrics": metrics_json})
 
     def finish_trial(
         self,
@@ -411,9 +461,14 @@ class SQLStore(ExperimentStore):
             if study_id is not None and study_id != row.study_id:
                 raise StorageError(f"trial id {trial_id} belongs to study {row.study_id}, not {study_id}")
             result = conn.execute(
-                update(trials_table)
-                .where(trials_table.c.trial_id == trial_id, trials_table.c.state == _RUNNING)
-                .values(state=state.value, metrics=metrics_json, error=error, finished_at=utc_now())
+                _FINISH_TRIAL,
+                {
+                    "b_trial": trial_id,
+                    "b_state": state.value,
+                    "b_metrics": metrics_json,
+                    "b_error": error,
+                    "b_finished": utc_now(),
+                },
             )
             if result.rowcount != 1:  # only possible without a database-wide write lock
                 raise StorageError(f"trial {row.number} (id {trial_id}) was finished by someone else")
@@ -423,15 +478,8 @@ class SQLStore(ExperimentStore):
     def get_trials(self, study_id: int) -> list[TrialRecord]:
         with self._transaction(write=False) as conn:
             self._study_exists(conn, study_id)
-            rows = conn.execute(
-                select(trials_table).where(trials_table.c.study_id == study_id).order_by(trials_table.c.number)
-            ).all()
-            steps = conn.execute(
-                select(intermediate_table.c.trial_id, intermediate_table.c.step, intermediate_table.c.metrics)
-                .join(trials_table, trials_table.c.trial_id == intermediate_table.c.trial_id)
-                .where(trials_table.c.study_id == study_id)
-                .order_by(intermediate_table.c.trial_id, intermediate_table.c.step)
-            ).all()
+            rows = conn.execute(_STUDY_TRIALS, {"b_study": study_id}).all()
+            steps = conn.execute(_STUDY_STEPS, {"b_study": study_id}).all()
         intermediate: dict[int, dict[int, dict[str, float]]] = {}
         for trial_id, step, metrics in steps:
             intermediate.setdefault(trial_id, {})[step] = load_json(metrics)
@@ -455,28 +503,19 @@ class SQLStore(ExperimentStore):
     def fail_running_trials(self, study_id: int, error: str) -> list[int]:
         with self._transaction(write=True) as conn:
             self._study_exists(conn, study_id, lock=True)
-            running = (trials_table.c.study_id == study_id, trials_table.c.state == _RUNNING)
-            numbers = list(
-                conn.execute(select(trials_table.c.number).where(*running).order_by(trials_table.c.number)).scalars()
-            )
+            numbers = list(conn.execute(_RUNNING_NUMBERS, {"b_study": study_id}).scalars())
             if numbers:
-                conn.execute(
-                    update(trials_table)
-                    .where(*running, trials_table.c.number.in_(numbers))
-                    .values(state=TrialState.FAILED.value, error=error, finished_at=utc_now())
-                )
+                conn.execute(_FAIL_RUNNING, {"b_study": study_id, "b_error": error, "b_finished": utc_now()})
         return numbers
 
     # ----------------------------------------------------------------- strategy state
 
     @staticmethod
     def _put_strategy_state(conn: Connection, study_id: int, state_json: str) -> None:
-        values = {"state": state_json, "updated_at": utc_now()}
-        result = conn.execute(
-            update(strategy_states_table).where(strategy_states_table.c.study_id == study_id).values(**values)
-        )
+        now = utc_now()
+        result = conn.execute(_UPDATE_STATE, {"b_study": study_id, "b_state": state_json, "b_updated": now})
         if result.rowcount == 0:
-            conn.execute(insert(strategy_states_table).values(study_id=study_id, **values))
+            conn.execute(_INSERT_STATE, {"study_id": study_id, "state": state_json, "updated_at": now})
 
     def save_strategy_state(self, study_id: int, state: dict[str, Any]) -> None:
         state_json = dump_json(state, "the strategy state")
@@ -486,9 +525,7 @@ class SQLStore(ExperimentStore):
 
     def load_strategy_state(self, study_id: int) -> dict[str, Any] | None:
         with self._transaction(write=False) as conn:
-            text = conn.execute(
-                select(strategy_states_table.c.state).where(strategy_states_table.c.study_id == study_id)
-            ).scalar_one_or_none()
+            text = conn.execute(_LOAD_STATE, {"b_study": study_id}).scalar_one_or_none()
             if text is None:
                 self._study_exists(conn, study_id)
                 return None

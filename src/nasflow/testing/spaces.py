@@ -41,15 +41,21 @@ def check_space(space: DecisionSpace, samples: int = 50, seed: int = 0) -> None:
             assert space.is_valid(neighbour), f"neighbors() returned an invalid architecture {neighbour}"
             assert _differences(arch, neighbour) == 1, "a neighbour must differ in exactly one decision"
         other = archs[int(rng.integers(len(archs)))]
-        assert space.is_valid(space.crossover(arch, other, rng)), "crossover() returned an invalid architecture"
+        assert space.is_valid(space.crossover(arch, other, rng)), (
+            "crossover() returned an invalid architecture"
+        )
         for kind in space.encodings():
             vector = space.encode(arch, kind)
-            assert vector.ndim == 1 and np.all(np.isfinite(vector)), f"encode(kind={kind!r}) is not a finite vector"
+            assert vector.ndim == 1 and np.all(np.isfinite(vector)), (
+                f"encode(kind={kind!r}) is not a finite vector"
+            )
             assert vector.shape == space.encode(archs[0], kind).shape, f"encode(kind={kind!r}) length varies"
     mutable = any(len(c) > 1 for c in decisions.values())
     if mutable:
         moved = sum(space.mutate(a, rng) != a for a in archs)
-        assert moved >= len(archs) // 2, f"mutate() left {len(archs) - moved} of {len(archs)} parents unchanged"
+        assert moved >= len(archs) // 2, (
+            f"mutate() left {len(archs) - moved} of {len(archs)} parents unchanged"
+        )
     first = next(iter(decisions))
     try:
         space.validate({**archs[0].to_dict(), first: "__not_a_choice__"})
@@ -81,7 +87,12 @@ def constrained_space() -> DecisionSpace:
     Its functions live at module level so the space pickles into worker processes.
     """
     return DecisionSpace(
-        {"depth": [1, 2, 3, 4], "width": [8, 16, 32, 64], "act": ["relu", "gelu", "silu"], "skip": [True, False]},
+        {
+            "depth": [1, 2, 3, 4],
+            "width": [8, 16, 32, 64],
+            "act": ["relu", "gelu", "silu"],
+            "skip": [True, False],
+        },
         is_valid=_constrained_is_valid,
         canonical=_constrained_canonical,
         name="constrained",

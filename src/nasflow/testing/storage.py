@@ -70,7 +70,12 @@ class StoreContract:
     # ----------------------------------------------------------------- studies
 
     def test_create_and_load_study_round_trips_config(self, tmp_path: Path) -> None:
-        config = {"seed": 3, "space": "nb201", "objectives": [{"metric": "acc", "direction": "max"}], "x": None}
+        config = {
+            "seed": 3,
+            "space": "nb201",
+            "objectives": [{"metric": "acc", "direction": "max"}],
+            "x": None,
+        }
         before = datetime.now(timezone.utc)
         with self._store(tmp_path) as store:
             created = store.create_study("alpha", config)
@@ -234,7 +239,9 @@ class StoreContract:
             (trial,) = self._trials(store, study, 1)
             store.finish_trial(trial.trial_id, TrialState.COMPLETE, {"acc": 0.5})
             with pytest.raises(StorageError, match="COMPLETE"):
-                store.finish_trial(trial.trial_id, TrialState.FAILED, {}, error="again", strategy_state={"x": 1})
+                store.finish_trial(
+                    trial.trial_id, TrialState.FAILED, {}, error="again", strategy_state={"x": 1}
+                )
             (stored,) = store.get_trials(study.study_id)
             assert stored.state is TrialState.COMPLETE and stored.metrics == {"acc": 0.5}
             assert stored.error is None
@@ -276,7 +283,11 @@ class StoreContract:
             store.report_intermediate(second.trial_id, 5, {"acc": 0.8})  # a repeated step replaces
             store.finish_trial(first.trial_id, TrialState.COMPLETE, {"acc": 0.2})
             a, b = store.get_trials(study.study_id)
-        assert a.intermediate == {0: {"acc": 0.0, "loss": 1.0}, 1: {"acc": 0.1, "loss": 0.9}, 2: {"acc": 0.2, "loss": 0.8}}
+        assert a.intermediate == {
+            0: {"acc": 0.0, "loss": 1.0},
+            1: {"acc": 0.1, "loss": 0.9},
+            2: {"acc": 0.2, "loss": 0.8},
+        }
         assert list(a.intermediate) == [0, 1, 2]
         assert all(type(step) is int for step in a.intermediate)
         assert b.intermediate == {5: {"acc": 0.8}}
@@ -374,7 +385,9 @@ class StoreContract:
             study = store.create_study("kept", {"seed": 9, "ratio": 0.25})
             done, running = self._trials(store, study, 2)
             store.report_intermediate(done.trial_id, 1, {"acc": 0.3})
-            store.finish_trial(done.trial_id, TrialState.COMPLETE, {"acc": float("nan")}, strategy_state={"g": 1})
+            store.finish_trial(
+                done.trial_id, TrialState.COMPLETE, {"acc": float("nan")}, strategy_state={"g": 1}
+            )
             before = store.get_trials(study.study_id)
         finally:
             store.close()
@@ -410,7 +423,9 @@ def _create_trials_worker(url: str, study_name: str, count: int, worker: int, ba
         barrier.wait(timeout=60)  # start together so the processes really contend
         for i in range(count):
             # the full create/finish cycle of a driver, so the processes' writes interleave
-            trial = store.create_trial(study_id, {"worker": worker, "i": i}, f"w{worker}-{i}", f"w{worker}-{i}")
+            trial = store.create_trial(
+                study_id, {"worker": worker, "i": i}, f"w{worker}-{i}", f"w{worker}-{i}"
+            )
             time.sleep(0.001)  # a token evaluation; without any pause one process can starve the other
             store.finish_trial(trial.trial_id, TrialState.COMPLETE, {"worker": float(worker)})
     finally:
