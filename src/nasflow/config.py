@@ -15,7 +15,6 @@ from nasflow.objectives.spec import parse_constraints, parse_objectives
 #: the built-in default search: NB201 cells scaled for 8x8 digits, trained for real
 DIGITS_NB201 = {"channels": 8, "cells_per_stage": 1}
 DEFAULT_BUDGET = 30
-TRAINING_EVOLUTION = {"population_size": 10, "sample_size": 3}
 
 
 class SearchConfig(BaseModel):
@@ -73,14 +72,13 @@ class SearchConfig(BaseModel):
         parse_constraints(self.constraints)  # type: ignore[arg-type]
         if self.budget is None and self.seconds is None:
             self.budget = DEFAULT_BUDGET
-        # Real training affords few trials, so the training default uses small cells and a small
-        # population; these defaults never depend on the budget, so raising it still resumes.
+        # Real training on small inputs wants small cells; this default never depends on the budget,
+        # so raising the budget of a study still resumes it.
         training = self.evaluator == "train"
         if self.space_options is None:
             self.space_options = dict(DIGITS_NB201) if training and self.space == "nb201" else {}
         if self.strategy_options is None:
-            small = training and self.strategy == "evolution"
-            self.strategy_options = dict(TRAINING_EVOLUTION) if small else {}
+            self.strategy_options = {}
         return self
 
 

@@ -66,6 +66,14 @@ def _check_float(
     return number
 
 
+def _as_tensor(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # torch.from_numpy would share (and warn about) read-only arrays of a user's Task, so those
+    # are copied; the usual writable arrays are shared without a copy
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=dtype)
+
+
 def _check_device(device: str) -> str:
     try:
         torch.device(device)
@@ -206,10 +214,10 @@ class TrainEvaluator(Evaluator):
         epochs, fraction = self._budget(context.fidelity)
         device = torch.device(self.device)
         keep = stratified_subset(task.y_train, fraction, seed=self.split_seed)
-        x_train = torch.from_numpy(task.x_train[keep]).to(device)
-        y_train = torch.from_numpy(task.y_train[keep]).to(device)
-        x_val = torch.from_numpy(task.x_val).to(device)
-        y_val = torch.from_numpy(task.y_val).to(device)
+        x_train = _as_tensor(task.x_train[keep], torch.float32, device)
+        y_train = _as_tensor(task.y_train[keep], torch.int64, device)
+        x_val = _as_tensor(task.x_val, torch.float32, device)
+        y_val = _as_tensor(task.y_val, torch.int64, device)
 
         # Everything random in this evaluation (initial weights, dropout) draws from context.seed,
         # and fork_rng puts the caller's global random state back afterwards.
