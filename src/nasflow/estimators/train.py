@@ -25,10 +25,12 @@ from nasflow.space.base import DecisionSpace
 from nasflow.tasks import BUILTIN_DATASETS, Task, load_task, stratified_subset
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+#: keys of ``context.fidelity`` this evaluator honours; others are ignored
 FIDELITY_KEYS = ("epochs", "data_fraction")
 
-# Defaults tuned for small CNNs on the 8x8 digits task: a ~15k-parameter conv net reaches ~97-98%
-# validation accuracy in about 1-2 s of single-threaded CPU time.
+# Defaults tuned for small CNNs on the 8x8 digits task. Single-threaded, random NB201 cells with
+# 8 channels and one cell per stage reach 96-99.4% validation accuracy (mean ~98%) in 3-4 s, and a
+# ~15k-parameter plain conv net ~98.5% in ~2 s; fewer epochs cost accuracy, more buy little.
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LR = 0.05
@@ -41,8 +43,8 @@ _EVAL_BATCH_SIZE = 1024
 
 @functools.lru_cache(maxsize=2)
 def _cached_task(dataset: str, data: str | None, split_seed: int) -> Task:
-    # Worker processes receive the evaluator without its task (see __getstate__) and reload it once
-    # per process here instead of once per trial.
+    # Worker processes receive the evaluator without its task (only the name travels) and load it
+    # here once per process instead of once per trial; callers must not modify the arrays.
     return load_task(dataset, data=data, split_seed=split_seed)
 
 
@@ -193,7 +195,9 @@ class TrainEvaluator(Evaluator):
             value = _check_float("fidelity 'epochs'", fidelity["epochs"], 0.0, math.inf, low_open=True)
             epochs = max(1, round(value))
         if "data_fraction" in fidelity:
-            fraction = _check_float("fidelity 'data_fraction'", fidelity["data_fraction"], 0.0, 1.0, True)
+            fraction = _check_float(
+                "fidelity 'data_fraction'", fidelity["data_fraction"], 0.0, 1.0, low_open=True
+            )
         return epochs, fraction
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
