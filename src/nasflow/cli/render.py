@@ -26,15 +26,22 @@ def fmt_number(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def trials_table(trials: Sequence[FrozenTrial], title: str) -> Table:
-    keys = [k for k in _SHOWN_METRICS if any(k in t.metrics for t in trials)]
-    keys += sorted({k for t in trials for k in t.metrics} - set(keys) - {"index"})
+def output_console() -> Console:
+    """Standard output; wide when it is a file or pipe so architecture strings stay on one line."""
+    console = Console()
+    return console if console.is_terminal else Console(width=220)
+
+
+def trials_table(trials: Sequence[FrozenTrial], title: str, objectives: Sequence[str] = ()) -> Table:
+    """Objective metrics first, then the usual ones (accuracy, params, FLOPs, seconds) when present."""
+    keys = list(dict.fromkeys([*objectives, *_SHOWN_METRICS]))
+    keys = [k for k in keys if any(k in t.metrics for t in trials)]
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("state")
     for key in keys:
         table.add_column(key, justify="right")
-    table.add_column("architecture", overflow="fold")
+    table.add_column("architecture", no_wrap=True)
     for trial in trials:
         cells = [fmt_number(trial.metrics[k]) if k in trial.metrics else "" for k in keys]
         state = trial.state.value if trial.feasible else f"{trial.state.value} (infeasible)"

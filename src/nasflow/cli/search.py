@@ -9,7 +9,14 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from nasflow.cli.render import SearchProgress, print_json, study_summary, top_trials, trials_table
+from nasflow.cli.render import (
+    SearchProgress,
+    output_console,
+    print_json,
+    study_summary,
+    top_trials,
+    trials_table,
+)
 from nasflow.config import make_config, read_config_file, study_from_config
 
 Opt = typer.Option
@@ -74,7 +81,8 @@ def search(
         console.quiet = False
         console.print("no trial completed; see `nasflow show` for the errors")
         sys.exit(1)
-    Console().print(trials_table(top, f"top {len(top)} architectures of {study.name}"))
+    metrics = [o.metric for o in study.objectives]
+    output_console().print(trials_table(top, f"top {len(top)} architectures of {study.name}", metrics))
     best = study.best()
     print(f"best: trial {best.number} {best.arch_str}")
     print(f"show again with: nasflow show {study.name} --storage {cfg.storage}")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from nasflow.api import load_study
-from nasflow.cli.render import print_json, study_summary, top_trials, trials_table
+from nasflow.cli.render import output_console, print_json, study_summary, top_trials, trials_table
 
 
 def show(
@@ -26,9 +25,10 @@ def show(
         summary["trials"] = [t.to_dict() for t in study.trials()]
         print_json(summary)
         return
-    console = Console()
+    console = output_console()
+    metrics = [o.metric for o in study.objectives]
     trials = study.trials() if all_trials else top_trials(study, 20)
-    console.print(trials_table(trials, f"{'all trials' if all_trials else 'top trials'} of {name}"))
+    console.print(trials_table(trials, f"{'all trials' if all_trials else 'top trials'} of {name}", metrics))
     states = ", ".join(f"{n} {s.lower()}" for s, n in summary["states"].items() if n)
     console.print(f"{summary['n_trials']} trials ({states or 'none'}); objectives {', '.join(summary['objectives'])}")
     failed = [t for t in study.trials() if t.error]
@@ -38,4 +38,4 @@ def show(
         best = summary["best"]
         console.print(f"best: trial {best['number']} {best['arch_str']}", markup=False)
     if len(study.objectives) > 1:
-        console.print(trials_table(study.pareto_front(), "Pareto front"))
+        console.print(trials_table(study.pareto_front(), "Pareto front", metrics))
