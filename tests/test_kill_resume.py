@@ -26,7 +26,8 @@ SCRIPT = textwrap.dedent(
         time.sleep(0.04)
         return {"accuracy": synthetic_score(arch)}
 
-    study = nf.create_study(space=constrained_space(), strategy=nf.get_strategy("evolution", population_size=8, sample_size=3),
+    strategy = nf.get_strategy("evolution", population_size=8, sample_size=3)
+    study = nf.create_study(space=constrained_space(), strategy=strategy,
                             evaluator=nf.FunctionEvaluator(evaluate), storage=sys.argv[1], name="killed",
                             seed=5, load_if_exists=True)
     study.optimize(budget=int(sys.argv[2]))

@@ -110,7 +110,8 @@ def test_missing_objective_metric_fails_the_trial_with_a_reason() -> None:
     study = make(objectives=["accuracy:max", "latency_ms:min"])
     study.optimize(budget=3)
     errors = {t.error for t in study.trials()}
-    assert errors == {"the evaluator returned no finite value for objective ['latency_ms']; it returned: ['accuracy', 'params']"}
+    expected = "the evaluator returned no finite value for objective ['latency_ms']; "
+    assert errors == {expected + "it returned: ['accuracy', 'params']"}
     with pytest.raises(nf.NasflowError, match="no completed trial"):
         study.best()
 
@@ -123,13 +124,22 @@ def test_two_objectives_give_the_exact_pareto_front() -> None:
     assert front
     for member in front:
         for other in done:
-            better_or_equal = other.metrics["accuracy"] >= member.metrics["accuracy"] and other.metrics["params"] <= member.metrics["params"]
-            strictly = other.metrics["accuracy"] > member.metrics["accuracy"] or other.metrics["params"] < member.metrics["params"]
-            assert not (better_or_equal and strictly), f"trial {other.number} dominates front member {member.number}"
+            better_or_equal = (
+                other.metrics["accuracy"] >= member.metrics["accuracy"]
+                and other.metrics["params"] <= member.metrics["params"]
+            )
+            strictly = (
+                other.metrics["accuracy"] > member.metrics["accuracy"]
+                or other.metrics["params"] < member.metrics["params"]
+            )
+            assert not (better_or_equal and strictly), (
+                f"trial {other.number} dominates front member {member.number}"
+            )
     for trial in done:
         if trial.canonical not in {m.canonical for m in front}:
             assert any(
-                m.metrics["accuracy"] >= trial.metrics["accuracy"] and m.metrics["params"] <= trial.metrics["params"]
+                m.metrics["accuracy"] >= trial.metrics["accuracy"]
+                and m.metrics["params"] <= trial.metrics["params"]
                 for m in front
             )
     accuracies = [m.metrics["accuracy"] for m in front]

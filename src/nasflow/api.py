@@ -91,7 +91,7 @@ def create_study(
     if seed is None and load_if_exists and name in store.study_names():
         seed = int(store.load_study(name).config["seed"])
     if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (2**32))
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
     config = _config(space_obj, strategy_obj, evaluator_obj, objective_list, constraint_list, seed)
     try:
         record = store.create_study(name, config)

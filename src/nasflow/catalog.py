@@ -78,5 +78,7 @@ def rebuild(registry: Registry[Any], description: dict[str, Any]) -> Any:
     options = dict(description)
     name = options.pop("name", None)
     if name not in registry:
-        raise ConfigError(f"the study's {registry.kind} {name!r} cannot be rebuilt from storage; pass it explicitly")
+        raise ConfigError(
+            f"the study's {registry.kind} {name!r} cannot be rebuilt from storage; pass it explicitly"
+        )
     return registry.create(name, **options)

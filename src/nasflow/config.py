@@ -111,11 +111,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}"
+        )
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
@@ -130,7 +134,9 @@ def build_components(config: SearchConfig) -> dict[str, Any]:
             options.setdefault("data", config.data)
     elif config.evaluator == "tabular":
         if config.data is not None:
-            raise ConfigError("--data is for the train evaluator; the tabular evaluator reads its benchmark table")
+            raise ConfigError(
+                "--data is for the train evaluator; the tabular evaluator reads its benchmark table"
+            )
         options.setdefault("benchmark", config.space)
         options.setdefault("dataset", config.dataset or "cifar10")
     evaluator = catalog.get_evaluator(config.evaluator, **options)

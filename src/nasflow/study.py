@@ -102,9 +102,13 @@ class Study:
         starting: TrialRecord | None = None  # created in the store, not yet handed to the executor
         try:
             while True:
-                while len(running) < executor.max_workers and self._may_start(used + len(running), budget, deadline):
+                while len(running) < executor.max_workers and self._may_start(
+                    used + len(running), budget, deadline
+                ):
                     starting, arch = self._start_trial()
-                    context = EvalContext(trial_number=starting.number, seed=trial_seed(self.seed, starting.number))
+                    context = EvalContext(
+                        trial_number=starting.number, seed=trial_seed(self.seed, starting.number)
+                    )
                     running[executor.submit(self.evaluator, arch, context)] = (starting, arch)
                     starting = None
                 if not running:
@@ -142,7 +146,9 @@ class Study:
         self._ready = True
 
     def _used_budget(self) -> int:
-        return sum(1 for t in self._store.get_trials(self._study_id) if t.state.finished and t.error != INTERRUPTED)
+        return sum(
+            1 for t in self._store.get_trials(self._study_id) if t.state.finished and t.error != INTERRUPTED
+        )
 
     @staticmethod
     def _may_start(started: int, budget: int | None, deadline: float | None) -> bool:

@@ -88,9 +88,7 @@ class FrozenTrial:
         }
 
 
-def objective_values(
-    metrics: dict[str, float], objectives: Sequence[Objective]
-) -> tuple[float, ...] | None:
+def objective_values(metrics: dict[str, float], objectives: Sequence[Objective]) -> tuple[float, ...] | None:
     """The objective values found in ``metrics`` (None if any is missing or NaN)."""
     values = []
     for objective in objectives:

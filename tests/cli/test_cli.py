@@ -10,7 +10,17 @@ import pytest
 
 from nasflow.cli.main import main
 
-TABULAR = ["search", "--space", "nb201", "--strategy", "evolution", "--evaluator", "tabular", "--dataset", "cifar10"]
+TABULAR = [
+    "search",
+    "--space",
+    "nb201",
+    "--strategy",
+    "evolution",
+    "--evaluator",
+    "tabular",
+    "--dataset",
+    "cifar10",
+]
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -21,7 +31,9 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_tabular_search_json_has_best_arch_and_accuracies(capsys, tmp_path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.db'}"
-    code, out, _ = run(capsys, *TABULAR, "--budget", "100", "--seed", "0", "--output", "json", "--storage", db, "--name", "t")
+    code, out, _ = run(
+        capsys, *TABULAR, "--budget", "100", "--seed", "0", "--output", "json", "--storage", db, "--name", "t"
+    )
     assert code == 0
     result = json.loads(out)
     assert result["name"] == "t" and result["n_trials"] == 100
@@ -38,11 +50,17 @@ def test_tabular_search_json_has_best_arch_and_accuracies(capsys, tmp_path) -> N
 
 def test_same_seed_same_result_and_resume_by_name(capsys, tmp_path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.db'}"
-    first = run(capsys, *TABULAR, "--budget", "40", "--seed", "3", "--output", "json", "--storage", db, "--name", "a")
-    code, out, _ = run(capsys, *TABULAR, "--budget", "40", "--seed", "3", "--output", "json", "--storage", db, "--name", "b")
+    first = run(
+        capsys, *TABULAR, "--budget", "40", "--seed", "3", "--output", "json", "--storage", db, "--name", "a"
+    )
+    code, out, _ = run(
+        capsys, *TABULAR, "--budget", "40", "--seed", "3", "--output", "json", "--storage", db, "--name", "b"
+    )
     assert json.loads(first[1])["best"] == json.loads(out)["best"]
     # a second run under the same name continues the study up to the new budget
-    code, out, _ = run(capsys, *TABULAR, "--budget", "60", "--seed", "3", "--output", "json", "--storage", db, "--name", "a")
+    code, out, _ = run(
+        capsys, *TABULAR, "--budget", "60", "--seed", "3", "--output", "json", "--storage", db, "--name", "a"
+    )
     assert code == 0 and json.loads(out)["n_trials"] == 60
 
 
@@ -59,8 +77,21 @@ def test_text_output_ends_with_a_table_of_top_architectures(capsys, tmp_path) ->
 def test_multi_objective_flags_take_space_separated_values(capsys, tmp_path) -> None:
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     code, out, _ = run(
-        capsys, *TABULAR, "--budget", "30", "--objectives", "accuracy:max", "test_accuracy:min",
-        "--constraints", "accuracy>=50", "--storage", db, "--name", "mo", "--output", "json",
+        capsys,
+        *TABULAR,
+        "--budget",
+        "30",
+        "--objectives",
+        "accuracy:max",
+        "test_accuracy:min",
+        "--constraints",
+        "accuracy>=50",
+        "--storage",
+        db,
+        "--name",
+        "mo",
+        "--output",
+        "json",
     )
     assert code == 0
     result = json.loads(out)
@@ -133,15 +164,29 @@ def test_list_verbs(capsys) -> None:
     assert run(capsys, "list", "strategies")[1].split("\n")[0].startswith("evolution")
     assert "nb201" in run(capsys, "list", "spaces")[1]
     assert "tabular" in run(capsys, "list", "evaluators")[1]
-    assert "BayesWatch" in run(capsys, "list", "benchmarks")[1] or "MIT" in run(capsys, "list", "benchmarks")[1]
+    assert (
+        "BayesWatch" in run(capsys, "list", "benchmarks")[1] or "MIT" in run(capsys, "list", "benchmarks")[1]
+    )
     assert "digits" in run(capsys, "list", "datasets")[1]
 
 
 def test_console_script_runs_as_a_program(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "nasflow.cli.main", *TABULAR, "--budget", "5", "--output", "json",
-         "--storage", f"sqlite:///{tmp_path / 'p.db'}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "nasflow.cli.main",
+            *TABULAR,
+            "--budget",
+            "5",
+            "--output",
+            "json",
+            "--storage",
+            f"sqlite:///{tmp_path / 'p.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["n_trials"] == 5

@@ -30,15 +30,15 @@ def run(strategy: nf.Strategy, space: nf.DecisionSpace, steps: int, seed: int) -
         (arch,) = strategy.ask(1)
         score = onemax(arch)
         best = max(best, score)
-        strategy.tell(
-            FrozenTrial(number, arch, "", "", TrialState.COMPLETE, {"accuracy": score}, (score,))
-        )
+        strategy.tell(FrozenTrial(number, arch, "", "", TrialState.COMPLETE, {"accuracy": score}, (score,)))
     return best
 
 
 def test_evolution_beats_random_on_a_structured_objective() -> None:
     space = onemax_space()
-    evolution = [run(nf.get_strategy("evolution", population_size=20, sample_size=5), space, 300, s) for s in range(8)]
+    evolution = [
+        run(nf.get_strategy("evolution", population_size=20, sample_size=5), space, 300, s) for s in range(8)
+    ]
     random = [run(nf.get_strategy("random"), space, 300, s) for s in range(8)]
     # Random needs ~4^12/300 luck to do well: its best stays near 7-8 of 12; evolution climbs to 12.
     assert np.mean(evolution) >= 11.0
@@ -61,7 +61,9 @@ def test_evolution_starts_with_random_samples_then_mutates() -> None:
     survivors = archs[:10]
     # every proposal after the first population differs from some earlier architecture in one decision
     for i, child in enumerate(archs[10:], start=10):
-        assert any(sum(child[k] != p[k] for k in child) == 1 for p in archs[:i]), f"proposal {i} is no mutation"
+        assert any(sum(child[k] != p[k] for k in child) == 1 for p in archs[:i]), (
+            f"proposal {i} is no mutation"
+        )
     assert len(set(survivors)) == 10
 
 
@@ -72,8 +74,18 @@ def test_evolution_selects_feasible_parents_first() -> None:
     archs = strategy.ask(4)
     # the best-scoring member is infeasible; the only feasible one must be the parent
     for number, arch in enumerate(archs):
-        strategy.tell(FrozenTrial(number, arch, "", "", TrialState.COMPLETE, {"accuracy": 90.0 + number},
-                                  (90.0 + number,), violation=0.0 if number == 0 else 5.0))
+        strategy.tell(
+            FrozenTrial(
+                number,
+                arch,
+                "",
+                "",
+                TrialState.COMPLETE,
+                {"accuracy": 90.0 + number},
+                (90.0 + number,),
+                violation=0.0 if number == 0 else 5.0,
+            )
+        )
     child = strategy.ask(1)[0]
     assert sum(child[k] != archs[0][k] for k in child) == 1
 

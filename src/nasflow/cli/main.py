@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from nasflow.study import Study
@@ -100,7 +107,9 @@ class SearchProgress:
         done = sum(1 for t in study.trials() if t.state.finished and not t.interrupted)
         for trial in study.trials([TrialState.COMPLETE]):
             self._track(trial)
-        self.task = self.progress.add_task(study.name, total=total, completed=done, best=self._best_text(), failed="")
+        self.task = self.progress.add_task(
+            study.name, total=total, completed=done, best=self._best_text(), failed=""
+        )
 
     def _track(self, trial: FrozenTrial) -> None:
         if trial.values is not None and trial.feasible:

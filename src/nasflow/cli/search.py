@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,20 +23,20 @@ Opt = typer.Option
 
 
 def search(
-    space: Annotated[Optional[str], Opt(help="search space (nasflow list spaces)")] = None,
-    strategy: Annotated[Optional[str], Opt(help="search strategy (nasflow list strategies)")] = None,
-    evaluator: Annotated[Optional[str], Opt(help="train or tabular")] = None,
-    dataset: Annotated[Optional[str], Opt(help="digits (train) or cifar10/cifar100 (tabular)")] = None,
-    data: Annotated[Optional[str], Opt(help="your data: a .npz with X and y, or an image folder")] = None,
-    budget: Annotated[Optional[int], Opt(help="total trials of the study (default 30)")] = None,
-    seconds: Annotated[Optional[float], Opt(help="stop starting trials after this many seconds")] = None,
-    objectives: Annotated[Optional[str], Opt(help="e.g. accuracy:max params:min")] = None,
-    constraints: Annotated[Optional[str], Opt(help="e.g. params<=2e5")] = None,
-    storage: Annotated[Optional[str], Opt(help="database URL (default sqlite:///nasflow.db)")] = None,
-    name: Annotated[Optional[str], Opt(help="study name; an existing name is resumed")] = None,
-    seed: Annotated[Optional[int], Opt(help="random seed (default 0)")] = None,
-    workers: Annotated[Optional[int], Opt(help="evaluations in parallel (local processes)")] = None,
-    config: Annotated[Optional[str], Opt("--config", help="YAML file with these settings")] = None,
+    space: Annotated[str | None, Opt(help="search space (nasflow list spaces)")] = None,
+    strategy: Annotated[str | None, Opt(help="search strategy (nasflow list strategies)")] = None,
+    evaluator: Annotated[str | None, Opt(help="train or tabular")] = None,
+    dataset: Annotated[str | None, Opt(help="digits (train) or cifar10/cifar100 (tabular)")] = None,
+    data: Annotated[str | None, Opt(help="your data: a .npz with X and y, or an image folder")] = None,
+    budget: Annotated[int | None, Opt(help="total trials of the study (default 30)")] = None,
+    seconds: Annotated[float | None, Opt(help="stop starting trials after this many seconds")] = None,
+    objectives: Annotated[str | None, Opt(help="e.g. accuracy:max params:min")] = None,
+    constraints: Annotated[str | None, Opt(help="e.g. params<=2e5")] = None,
+    storage: Annotated[str | None, Opt(help="database URL (default sqlite:///nasflow.db)")] = None,
+    name: Annotated[str | None, Opt(help="study name; an existing name is resumed")] = None,
+    seed: Annotated[int | None, Opt(help="random seed (default 0)")] = None,
+    workers: Annotated[int | None, Opt(help="evaluations in parallel (local processes)")] = None,
+    config: Annotated[str | None, Opt("--config", help="YAML file with these settings")] = None,
     output: Annotated[str, Opt(help="text or json")] = "text",
     quiet: Annotated[bool, Opt("--quiet", help="no progress bar")] = False,
 ) -> None:

@@ -30,7 +30,9 @@ def show(
     trials = study.trials() if all_trials else top_trials(study, 20)
     console.print(trials_table(trials, f"{'all trials' if all_trials else 'top trials'} of {name}", metrics))
     states = ", ".join(f"{n} {s.lower()}" for s, n in summary["states"].items() if n)
-    console.print(f"{summary['n_trials']} trials ({states or 'none'}); objectives {', '.join(summary['objectives'])}")
+    console.print(
+        f"{summary['n_trials']} trials ({states or 'none'}); objectives {', '.join(summary['objectives'])}"
+    )
     failed = [t for t in study.trials() if t.error]
     for trial in failed[-3:]:
         console.print(f"trial {trial.number} {trial.state.value.lower()}: {trial.error}", markup=False)

@@ -30,9 +30,7 @@ class Objective:
         metric, _, direction = str(text).strip().partition(":")
         direction = direction.strip() or "max"
         if not re.fullmatch(_METRIC, metric.strip()) or direction not in ("max", "min"):
-            raise ConfigError(
-                f"bad objective {text!r}; write METRIC:max or METRIC:min, e.g. 'accuracy:max'"
-            )
+            raise ConfigError(f"bad objective {text!r}; write METRIC:max or METRIC:min, e.g. 'accuracy:max'")
         return cls(metric.strip(), direction)  # type: ignore[arg-type]
 
     def oriented(self, value: float) -> float:
@@ -64,7 +62,9 @@ class Constraint:
         try:
             bound = float(match.group(3))
         except ValueError:
-            raise ConfigError(f"bad bound in constraint {text!r}: {match.group(3)!r} is not a number") from None
+            raise ConfigError(
+                f"bad bound in constraint {text!r}: {match.group(3)!r} is not a number"
+            ) from None
         return cls(match.group(1), match.group(2), bound)  # type: ignore[arg-type]
 
     def violation(self, metrics: Mapping[str, float]) -> float:

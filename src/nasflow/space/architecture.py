@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any, Union
+from typing import Any
 
-Choice = Union[str, int, float, bool, None]
+Choice = str | int | float | bool | None
 _SCALARS = (str, int, float, bool, type(None))
 
 

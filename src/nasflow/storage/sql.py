@@ -375,7 +375,7 @@ class SQLStore(ExperimentStore):
                 )
             except IntegrityError as exc:  # another process created it between the check and insert
                 raise StudyExistsError(f"a study named {name!r} already exists") from exc
-            study_id = int(result.inserted_primary_key[0])
+            study_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return StudyRecord(study_id, name, load_json(config_json), created_at)
 
     def load_study(self, name: str) -> StudyRecord:
@@ -411,7 +411,7 @@ class SQLStore(ExperimentStore):
                     "started_at": started_at,
                 },
             )
-            trial_id = int(result.inserted_primary_key[0])
+            trial_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return TrialRecord(
             trial_id=trial_id,
             number=number,

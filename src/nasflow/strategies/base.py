@@ -22,7 +22,7 @@ from nasflow.trial import FrozenTrial
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     """The JSON-able state of a numpy Generator."""
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def restore_rng(state: dict[str, Any]) -> np.random.Generator:

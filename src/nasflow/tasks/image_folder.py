@@ -67,7 +67,7 @@ def _read_image(path: Path, size: int) -> tuple[np.ndarray, bool]:
                 values = np.asarray(image, dtype=np.float64)
                 top = values.max()
                 values = values / top * 255.0 if top > 0 else values
-                image = Image.fromarray(values.clip(0, 255).astype(np.uint8), mode="L")
+                image = Image.fromarray(values.clip(0, 255).astype(np.uint8), mode="L")  # type: ignore[assignment]
             rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8), gray
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:

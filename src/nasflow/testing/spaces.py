@@ -73,7 +73,9 @@ def check_space(space: DecisionSpace, samples: int = 50, seed: int = 0) -> None:
 
 def _constrained_is_valid(arch: Architecture) -> bool:
     # A memory-like budget couples two decisions; one combination is banned outright.
-    return int(arch["depth"]) * int(arch["width"]) <= 128 and not (arch["act"] == "gelu" and arch["skip"])
+    depth, width = arch["depth"], arch["width"]
+    assert isinstance(depth, int) and isinstance(width, int)
+    return depth * width <= 128 and not (arch["act"] == "gelu" and arch["skip"])
 
 
 def _constrained_canonical(arch: Architecture) -> Architecture:

@@ -230,7 +230,7 @@ class StoreContract:
             study = self._study(store)
             (trial,) = self._trials(store, study, 1)
             with pytest.raises(StorageError, match="acc"):
-                store.finish_trial(trial.trial_id, TrialState.COMPLETE, {"acc": "high"})
+                store.finish_trial(trial.trial_id, TrialState.COMPLETE, {"acc": "high"})  # type: ignore[dict-item]
             assert store.get_trials(study.study_id)[0].state is TrialState.RUNNING
 
     def test_finishing_twice_raises(self, tmp_path: Path) -> None:
