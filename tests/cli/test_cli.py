@@ -190,3 +190,29 @@ def test_console_script_runs_as_a_program(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["n_trials"] == 5
+
+
+CELL_9930 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def test_evaluate_one_architecture_from_the_table(capsys) -> None:
+    code, out, _ = run(capsys, "evaluate", CELL_9930, "--evaluator", "tabular", "--output", "json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["arch_str"] == CELL_9930
+    assert result["metrics"]["index"] == 9930
+    assert result["metrics"]["accuracy"] == pytest.approx(84.746)
+
+
+@pytest.mark.parametrize(
+    ("arch", "message"),
+    [
+        ("|nor_conv_3x3~0|+|bogus~0|", "need 3"),
+        ("|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|", "conv_9x9"),
+        ("hello", "cannot parse"),
+    ],
+)
+def test_evaluate_rejects_invalid_architecture_strings(capsys, arch: str, message: str) -> None:
+    code, _, err = run(capsys, "evaluate", arch, "--evaluator", "tabular")
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2

@@ -7,7 +7,7 @@ import traceback
 
 import typer
 
-from nasflow.cli import listing, search, show
+from nasflow.cli import evaluate, listing, search, show
 from nasflow.errors import NasflowError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.command("search")(search.search)
 app.command("show")(show.show)
+app.command("evaluate")(evaluate.evaluate)
 app.command("list")(listing.list_components)
 
 #: flags that take several values, written either space-separated or comma-separated
