@@ -128,10 +128,11 @@ def test_config_file_sets_the_search_and_flags_override_it(capsys, tmp_path) -> 
         (["show", "ghost", "--storage", "sqlite:///{db}"], "ghost"),
         (["list", "widgets"], "cannot list 'widgets'; allowed: spaces, strategies"),
         (["search", "--storage", "mysql://x"], "sqlite"),
+        (["search", "--data", "{tmp}/missing.npz", "--storage", "sqlite:///{db}"], "does not exist"),
     ],
 )
 def test_user_mistakes_give_a_short_error_and_nonzero_status(capsys, tmp_path, args, message) -> None:
-    args = [a.replace("{db}", str(tmp_path / "e.db")) for a in args]
+    args = [a.replace("{db}", str(tmp_path / "e.db")).replace("{tmp}", str(tmp_path)) for a in args]
     code, out, err = run(capsys, *args)
     assert code == 2
     assert message in err
