@@ -86,6 +86,8 @@ def create_study(
     evaluator_obj = _resolve(evaluator, Evaluator, catalog.get_evaluator, "evaluator")
     objective_list = parse_objectives(objectives)  # type: ignore[arg-type]
     constraint_list = parse_constraints(constraints)  # type: ignore[arg-type]
+    # Bind early so an incompatible space or missing data fails before anything is stored.
+    evaluator_obj.setup(space_obj)
     store = _store(storage)
     name = name or f"study-{uuid.uuid4().hex[:8]}"
     if seed is None and load_if_exists and name in store.study_names():
