@@ -229,3 +229,35 @@ def test_bad_optimize_arguments() -> None:
         study.optimize()
     with pytest.raises(nf.ConfigError, match="workers must be >= 1"):
         study.optimize(budget=1, workers=0)
+
+
+class _TwoThenDone(nf.Strategy):
+    """Proposes two architectures at a reduced fidelity, then has nothing left."""
+
+    name = "two-then-done"
+
+    def ask(self, n: int = 1) -> list:
+        from nasflow.errors import SearchExhausted
+        from nasflow.strategies.base import Suggestion
+
+        self.asked = getattr(self, "asked", 0) + n
+        if self.asked > 2:
+            raise SearchExhausted("done")
+        return [Suggestion(self.space.sample(self.rng), {"epochs": 3.0}) for _ in range(n)]
+
+
+def test_fidelity_reaches_the_evaluator_is_stored_and_exhaustion_stops_cleanly(tmp_path) -> None:
+    seen = []
+
+    class Recording(nf.Evaluator):
+        def evaluate(self, arch, context):
+            seen.append(dict(context.fidelity))
+            return nf.Measurement({"accuracy": float(context.fidelity["epochs"])})
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    study = nf.create_study(space=constrained_space(), strategy=_TwoThenDone(), evaluator=Recording(), storage=url)
+    study.optimize(budget=10)
+    assert seen == [{"epochs": 3.0}, {"epochs": 3.0}]
+    trials = nf.load_study(study.name, url).trials()
+    assert [t.fidelity for t in trials] == [{"epochs": 3.0}, {"epochs": 3.0}]
+    assert [t.state for t in trials] == [nf.TrialState.COMPLETE] * 2

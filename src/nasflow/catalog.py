@@ -28,6 +28,36 @@ STRATEGIES.register(
     "regularized (aging) evolution with tournament selection",
 )
 
+STRATEGIES.register(
+    "local", "nasflow.strategies.local_search:LocalSearch", "local search over neighbours with restarts"
+)
+STRATEGIES.register("grid", "nasflow.strategies.grid:GridSearch", "exhaustive enumeration of a finite space")
+STRATEGIES.register(
+    "reinforce", "nasflow.strategies.reinforce:ReinforceStrategy", "RL controller (LSTM policy, REINFORCE)"
+)
+STRATEGIES.register(
+    "bo", "nasflow.strategies.bo:GaussianProcessBO", "Bayesian optimisation with a GP over encodings"
+)
+STRATEGIES.register(
+    "bananas", "nasflow.strategies.bananas:Bananas", "BANANAS: MLP ensemble on path encodings, Thompson sampling"
+)
+STRATEGIES.register("tpe", "nasflow.strategies.optuna_adapter:OptunaTPE", "Optuna's TPE sampler (adapter)")
+STRATEGIES.register(
+    "optuna-nsga2", "nasflow.strategies.optuna_adapter:OptunaNSGA2", "Optuna's NSGA-II sampler (adapter)"
+)
+STRATEGIES.register(
+    "predictor-evolution",
+    "nasflow.strategies.predictor_evolution:PredictorEvolution",
+    "evolution with offspring pre-screened by an online pairwise-ranking predictor",
+)
+STRATEGIES.register(
+    "as-nas", "nasflow.strategies.asnas:ASNAS", "reinforced evolution on binary strings (AS-NAS style)"
+)
+STRATEGIES.register(
+    "hyperband", "nasflow.strategies.hyperband:Hyperband", "Hyperband: successive halving over fidelity"
+)
+STRATEGIES.register("bohb", "nasflow.strategies.hyperband:BOHB", "BOHB: Hyperband with a TPE-style sampler")
+
 EVALUATORS.register(
     "train", "nasflow.estimators.train:TrainEvaluator", "real PyTorch training on a task (proxy settings)"
 )

@@ -58,3 +58,10 @@ class EvaluationError(NasflowError):
 
 class BenchmarkDataError(NasflowError):
     """A tabular benchmark file is missing or corrupt."""
+
+
+class SearchExhausted(NasflowError):
+    """A strategy has nothing new to propose (e.g. a grid that is fully enumerated).
+
+    The study stops starting trials when a strategy raises it; this is not a failure.
+    """

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from nasflow.errors import ConfigError, NasflowError
+from nasflow.errors import ConfigError, NasflowError, SearchExhausted
 from nasflow.estimators.base import EvalContext, Evaluator
 from nasflow.execution import Executor, Outcome, make_executor
 from nasflow.objectives.pareto import nondominated_sort
@@ -17,7 +17,7 @@ from nasflow.objectives.spec import Constraint, Objective
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
 from nasflow.storage import ExperimentStore, TrialRecord
-from nasflow.strategies.base import Strategy
+from nasflow.strategies.base import Strategy, Suggestion
 from nasflow.trial import INTERRUPTED, FrozenTrial, TrialState, objective_values, total_violation
 
 Callback = Callable[["Study", FrozenTrial], None]
@@ -100,14 +100,23 @@ class Study:
         executor = executor or make_executor(workers)
         running: dict[Future[Outcome], tuple[TrialRecord, Architecture]] = {}
         starting: TrialRecord | None = None  # created in the store, not yet handed to the executor
+        exhausted = False
         try:
             while True:
-                while len(running) < executor.max_workers and self._may_start(
-                    used + len(running), budget, deadline
+                while (
+                    not exhausted
+                    and len(running) < executor.max_workers
+                    and self._may_start(used + len(running), budget, deadline)
                 ):
-                    starting, arch = self._start_trial()
+                    try:
+                        starting, arch = self._start_trial()
+                    except SearchExhausted:
+                        exhausted = True  # finish what runs, then stop: the strategy has nothing new
+                        break
                     context = EvalContext(
-                        trial_number=starting.number, seed=trial_seed(self.seed, starting.number)
+                        trial_number=starting.number,
+                        seed=trial_seed(self.seed, starting.number),
+                        fidelity=dict(starting.fidelity),
                     )
                     running[executor.submit(self.evaluator, arch, context)] = (starting, arch)
                     starting = None
@@ -159,9 +168,10 @@ class Study:
     def _start_trial(self) -> tuple[TrialRecord, Architecture]:
         assert self.space is not None and self.strategy is not None
         proposed = self.strategy.ask(1)[0]
-        arch = self.space.validate(proposed)
+        fidelity = proposed.fidelity if isinstance(proposed, Suggestion) else {}
+        arch = self.space.validate(proposed.arch if isinstance(proposed, Suggestion) else proposed)
         record = self._store.create_trial(
-            self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch)
+            self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch), fidelity
         )
         return record, arch
 
@@ -216,6 +226,7 @@ class Study:
             intermediate=intermediate,
             started_at=record.started_at,
             finished_at=finished_at,
+            fidelity=dict(record.fidelity),
         )
 
     # -- results ---------------------------------------------------------------------------

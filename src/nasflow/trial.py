@@ -45,6 +45,7 @@ class FrozenTrial:
         violation: summed constraint violation; 0 means feasible.
         error: why the trial failed or was pruned.
         intermediate: ``step -> metrics`` reported while it ran (e.g. per epoch).
+        fidelity: the budget it was evaluated at (e.g. ``{"epochs": 3}``); empty means full fidelity.
     """
 
     number: int
@@ -59,6 +60,7 @@ class FrozenTrial:
     intermediate: dict[int, dict[str, float]] = field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    fidelity: dict[str, float] = field(default_factory=dict)
 
     @property
     def feasible(self) -> bool:
@@ -85,6 +87,7 @@ class FrozenTrial:
             "values": list(self.values) if self.values is not None else None,
             "feasible": self.feasible,
             "error": self.error,
+            "fidelity": self.fidelity,
         }
 
 

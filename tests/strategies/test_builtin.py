@@ -104,10 +104,10 @@ def test_random_without_repeats_covers_the_space_then_says_it_is_exhausted() -> 
     distinct = len({space.canonical(a) for a in space.enumerate()})
     archs = strategy.ask(distinct)
     assert len({space.canonical(a) for a in archs}) == distinct
-    with pytest.raises(nf.SpaceError, match="exhausted"):
+    with pytest.raises(nf.errors.SearchExhausted, match="exhausted"):
         strategy.ask(1)
 
 
 def test_unknown_strategy_lists_the_allowed_names() -> None:
-    with pytest.raises(nf.ConfigError, match="unknown strategy 'bogus'; allowed: evolution, random"):
+    with pytest.raises(nf.ConfigError, match="unknown strategy 'bogus'; allowed: .*evolution.*random"):
         nf.get_strategy("bogus")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,6 +50,7 @@ class TrialRecord:
         error: why the trial failed or was pruned.
         started_at: UTC time the trial was created.
         finished_at: UTC time it finished; None while RUNNING.
+        fidelity: the budget the trial was evaluated at (e.g. ``{"epochs": 3}``); empty means full.
     """
 
     trial_id: int
@@ -63,6 +64,7 @@ class TrialRecord:
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    fidelity: dict[str, float] = field(default_factory=dict)
 
 
 class ExperimentStore(ABC):
@@ -99,8 +101,15 @@ class ExperimentStore(ABC):
         """Names of all studies, in creation order."""
 
     @abstractmethod
-    def create_trial(self, study_id: int, arch: dict[str, Any], arch_str: str, canonical: str) -> TrialRecord:
-        """Start a RUNNING trial numbered one past the study's last trial."""
+    def create_trial(
+        self,
+        study_id: int,
+        arch: dict[str, Any],
+        arch_str: str,
+        canonical: str,
+        fidelity: dict[str, float] | None = None,
+    ) -> TrialRecord:
+        """Start a RUNNING trial numbered one past the study's last trial, at ``fidelity`` (default full)."""
 
     @abstractmethod
     def report_intermediate(self, trial_id: int, step: int, metrics: dict[str, float]) -> None:

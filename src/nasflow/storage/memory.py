@@ -51,6 +51,7 @@ class _Trial:
     intermediate: dict[int, dict[str, float]] = field(default_factory=dict)
     error: str | None = None
     finished_at: datetime | None = None
+    fidelity: str = "{}"
 
     def record(self) -> TrialRecord:
         return TrialRecord(
@@ -65,6 +66,7 @@ class _Trial:
             error=self.error,
             started_at=self.started_at,
             finished_at=self.finished_at,
+            fidelity=load_json(self.fidelity),
         )
 
 
@@ -126,8 +128,16 @@ class InMemoryStore(ExperimentStore):
             self._check_open()
             return list(self._by_name)
 
-    def create_trial(self, study_id: int, arch: dict[str, Any], arch_str: str, canonical: str) -> TrialRecord:
+    def create_trial(
+        self,
+        study_id: int,
+        arch: dict[str, Any],
+        arch_str: str,
+        canonical: str,
+        fidelity: dict[str, float] | None = None,
+    ) -> TrialRecord:
         arch_json = dump_json(arch, "the architecture")
+        fidelity_json = dump_json(clean_metrics(fidelity or {}, "fidelity"), "the fidelity")
         with self._lock:
             self._check_open()
             study = self._study(study_id)
@@ -140,6 +150,7 @@ class InMemoryStore(ExperimentStore):
                 canonical=str(canonical),
                 state=TrialState.RUNNING,
                 started_at=utc_now(),
+                fidelity=fidelity_json,
             )
             self._trials[trial.trial_id] = trial
             study.trial_ids.append(trial.trial_id)

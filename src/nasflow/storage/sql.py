@@ -117,6 +117,7 @@ trials_table = Table(
     Column("error", Text, nullable=True),
     Column("started_at", _UTCDateTime, nullable=False),
     Column("finished_at", _UTCDateTime, nullable=True),
+    Column("fidelity", Text, nullable=False, default="{}"),
     # also the index behind "next number" lookups and ordered reads
     UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     Index("ix_trials_study_state", "study_id", "state"),
@@ -391,8 +392,16 @@ class SQLStore(ExperimentStore):
 
     # ----------------------------------------------------------------- trials
 
-    def create_trial(self, study_id: int, arch: dict[str, Any], arch_str: str, canonical: str) -> TrialRecord:
+    def create_trial(
+        self,
+        study_id: int,
+        arch: dict[str, Any],
+        arch_str: str,
+        canonical: str,
+        fidelity: dict[str, float] | None = None,
+    ) -> TrialRecord:
         arch_json = dump_json(arch, "the architecture")
+        fidelity_json = dump_json(clean_metrics(fidelity or {}, "fidelity"), "the fidelity")
         arch_str, canonical = str(arch_str), str(canonical)
         with self._transaction(write=True) as conn:
             self._study_exists(conn, study_id, lock=True)
@@ -409,6 +418,7 @@ class SQLStore(ExperimentStore):
                     "state": _RUNNING,
                     "metrics": "{}",
                     "started_at": started_at,
+                    "fidelity": fidelity_json,
                 },
             )
             trial_id = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -424,6 +434,7 @@ class SQLStore(ExperimentStore):
             error=None,
             started_at=started_at,
             finished_at=None,
+            fidelity=load_json(fidelity_json),
         )
 
     @staticmethod
@@ -496,6 +507,7 @@ class SQLStore(ExperimentStore):
                 error=row.error,
                 started_at=row.started_at,
                 finished_at=row.finished_at,
+                fidelity=load_json(row.fidelity),
             )
             for row in rows
         ]

@@ -8,6 +8,7 @@ trains, looks anything up or touches the store; the study does that. Its whole s
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,21 @@ from nasflow.objectives.spec import Objective
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
 from nasflow.trial import FrozenTrial
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """An architecture to evaluate at a given fidelity (multi-fidelity strategies return these).
+
+    ``fidelity`` overrides evaluator settings for this trial, e.g. ``{"epochs": 3}`` or
+    ``{"data_fraction": 0.25}``; plain strategies return bare Architectures (full fidelity).
+    """
+
+    arch: Architecture
+    fidelity: dict[str, float] = field(default_factory=dict)
+
+
+Proposal = Architecture | Suggestion
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -47,7 +63,11 @@ class Strategy(ABC):
 
     @abstractmethod
     def ask(self, n: int = 1) -> list[Architecture]:
-        """Propose ``n`` architectures to evaluate next (they may run in parallel)."""
+        """Propose ``n`` architectures to evaluate next (they may run in parallel).
+
+        Multi-fidelity strategies may return :class:`Suggestion` objects instead. A strategy with
+        nothing left to propose raises :class:`nasflow.errors.SearchExhausted`.
+        """
 
     def tell(self, trial: FrozenTrial) -> None:
         """Learn from a finished trial (COMPLETE, PRUNED or FAILED)."""

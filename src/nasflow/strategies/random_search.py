@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasflow.errors import SpaceError
+from nasflow.errors import SearchExhausted
 from nasflow.space.architecture import Architecture
 from nasflow.strategies.base import Strategy
 
@@ -36,7 +36,7 @@ class RandomSearch(Strategy):
             if key not in self._seen:
                 self._seen.add(key)
                 return arch
-        raise SpaceError(
+        raise SearchExhausted(
             f"random search without repeats found no new architecture in {_MAX_REDRAWS} draws after "
             f"{len(self._seen)} distinct ones; the space is (nearly) exhausted"
         )
