@@ -167,6 +167,17 @@ class StoreContract:
             assert before - _CLOCK_SLACK <= record.started_at <= datetime.now(timezone.utc) + _CLOCK_SLACK
         assert stored == trial
 
+    def test_fidelity_round_trips_and_defaults_to_full(self, tmp_path: Path) -> None:
+        with self._store(tmp_path) as store:
+            study = self._study(store)
+            low = store.create_trial(
+                study.study_id, _arch(1), "arch-1", "canon-1", {"epochs": 3, "data_fraction": 0.5}
+            )
+            full = store.create_trial(study.study_id, _arch(2), "arch-2", "canon-2")
+            stored = store.get_trials(study.study_id)
+        assert low.fidelity == {"epochs": 3.0, "data_fraction": 0.5} == stored[0].fidelity
+        assert full.fidelity == {} == stored[1].fidelity
+
     def test_trial_numbers_are_consecutive_per_study(self, tmp_path: Path) -> None:
         with self._store(tmp_path) as store:
             first = self._study(store, "first")
