@@ -13,7 +13,7 @@ from collections.abc import Callable
 from nasflow.objectives.spec import Objective
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
-from nasflow.strategies.base import Strategy
+from nasflow.strategies.base import Proposal, Strategy, Suggestion
 from nasflow.trial import FrozenTrial, TrialState
 
 StrategyFactory = Callable[[], Strategy]
@@ -25,6 +25,11 @@ def synthetic_score(arch: Architecture, salt: str = "") -> float:
     return int.from_bytes(digest[:8], "big") / 2**64 * 100
 
 
+def arch_of(proposal: Proposal) -> Architecture:
+    """The architecture of a proposal (multi-fidelity strategies wrap it in a Suggestion)."""
+    return proposal.arch if isinstance(proposal, Suggestion) else proposal
+
+
 def drive(
     strategy: Strategy,
     steps: int,
@@ -32,13 +37,14 @@ def drive(
     batch: int = 1,
     start: int = 0,
     fail_every: int = 0,
-) -> list[Architecture]:
-    """Ask/tell ``steps`` architectures (``batch`` at a time); returns them in order."""
-    proposed: list[Architecture] = []
+) -> list[Proposal]:
+    """Ask/tell ``steps`` proposals (``batch`` at a time); returns them in order."""
+    proposed: list[Proposal] = []
     number = start
     while len(proposed) < steps:
         archs = strategy.ask(min(batch, steps - len(proposed)))
-        for arch in archs:
+        for proposal in archs:
+            arch = arch_of(proposal)
             failed = fail_every and number % fail_every == fail_every - 1
             metrics = {o.metric: synthetic_score(arch, o.metric) for o in objectives}
             strategy.tell(
@@ -51,6 +57,7 @@ def drive(
                     metrics={} if failed else metrics,
                     values=None if failed else tuple(metrics[o.metric] for o in objectives),
                     error="synthetic failure" if failed else None,
+                    fidelity=dict(proposal.fidelity) if isinstance(proposal, Suggestion) else {},
                 )
             )
             number += 1
@@ -69,7 +76,7 @@ def check_strategy(factory: StrategyFactory, space: DecisionSpace, steps: int = 
         return strategy
 
     first = drive(fresh(single), steps, single)
-    assert all(space.is_valid(a) for a in first), "the strategy proposed an invalid architecture"
+    assert all(space.is_valid(arch_of(a)) for a in first), "the strategy proposed an invalid architecture"
     assert drive(fresh(single), steps, single) == first, "same seed gave different proposals"
 
     # Resume: continuing from a JSON round trip of state_dict equals not stopping at all.
@@ -85,9 +92,9 @@ def check_strategy(factory: StrategyFactory, space: DecisionSpace, steps: int = 
 
     # Batches for parallel workers, failed trials and several objectives.
     batched = drive(fresh(single), steps, single, batch=4, fail_every=5)
-    assert len(batched) == steps and all(space.is_valid(a) for a in batched), "batched asks broke"
+    assert len(batched) == steps and all(space.is_valid(arch_of(a)) for a in batched), "batched asks broke"
     multi = drive(fresh(double), steps, double, fail_every=7)
-    assert all(space.is_valid(a) for a in multi), "multi-objective proposals are invalid"
+    assert all(space.is_valid(arch_of(a)) for a in multi), "multi-objective proposals are invalid"
     other_seed = factory()
     other_seed.setup(space, single, seed + 1)
     if len(list(space.decisions())) > 1:
