@@ -255,7 +255,9 @@ def test_fidelity_reaches_the_evaluator_is_stored_and_exhaustion_stops_cleanly(t
             return nf.Measurement({"accuracy": float(context.fidelity["epochs"])})
 
     url = f"sqlite:///{tmp_path / 'f.db'}"
-    study = nf.create_study(space=constrained_space(), strategy=_TwoThenDone(), evaluator=Recording(), storage=url)
+    study = nf.create_study(
+        space=constrained_space(), strategy=_TwoThenDone(), evaluator=Recording(), storage=url
+    )
     study.optimize(budget=10)
     assert seen == [{"epochs": 3.0}, {"epochs": 3.0}]
     trials = nf.load_study(study.name, url).trials()

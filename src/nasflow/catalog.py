@@ -39,7 +39,9 @@ STRATEGIES.register(
     "bo", "nasflow.strategies.bo:GaussianProcessBO", "Bayesian optimisation with a GP over encodings"
 )
 STRATEGIES.register(
-    "bananas", "nasflow.strategies.bananas:Bananas", "BANANAS: MLP ensemble on path encodings, Thompson sampling"
+    "bananas",
+    "nasflow.strategies.bananas:Bananas",
+    "BANANAS: MLP ensemble on path encodings, Thompson sampling",
 )
 STRATEGIES.register("tpe", "nasflow.strategies.optuna_adapter:OptunaTPE", "Optuna's TPE sampler (adapter)")
 STRATEGIES.register(

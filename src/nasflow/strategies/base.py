@@ -8,9 +8,9 @@ trains, looks anything up or touches the store; the study does that. Its whole s
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
