@@ -34,6 +34,8 @@ KeyFn = Callable[[Architecture], str]
 _REDRAWS = 200
 #: spaces up to this many combinations may be enumerated when random draws find nothing new
 _ENUMERATE_LIMIT = 100_000
+#: cached canonical keys / encodings kept before the caches are emptied (they only save time)
+_CACHE_LIMIT = 50_000
 
 
 # -- training targets -------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ class SurrogateStrategy(Strategy):
 
     def setup(self, space: DecisionSpace, objectives: Sequence[Any], seed: int | None) -> None:
         super().setup(space, objectives, seed)
-        kinds = self._default_encoding(space) if self.encoding is None else self.encoding
+        kinds = preferred_encoding(space) if self.encoding is None else self.encoding
         self._kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         unknown = [k for k in self._kinds if k not in space.encodings()]
         if unknown:
@@ -218,9 +220,6 @@ class SurrogateStrategy(Strategy):
             )
         self._keys = {}
         self._codes = {}
-
-    def _default_encoding(self, space: DecisionSpace) -> str | list[str]:
-        return preferred_encoding(space)
 
     # -- ask / tell ---------------------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -254,6 +253,8 @@ class SurrogateStrategy(Strategy):
         """The canonical key, cached (computing it is a large part of scoring a candidate pool)."""
         found = self._keys.get(arch)
         if found is None:
+            if len(self._keys) >= _CACHE_LIMIT:
+                self._keys.clear()
             found = self._keys[arch] = self.space.canonical(arch)
         return found
 
@@ -263,6 +264,8 @@ class SurrogateStrategy(Strategy):
         for arch in archs:
             code = self._codes.get(arch)
             if code is None:
+                if len(self._codes) >= _CACHE_LIMIT:
+                    self._codes.clear()
                 parts = [np.asarray(self.space.encode(arch, kind), dtype=float) for kind in self._kinds]
                 code = self._codes[arch] = np.concatenate(parts)
             rows.append(code)
@@ -298,8 +301,10 @@ class SurrogateStrategy(Strategy):
             rest = [a for a in self.space.enumerate() if self.key(a) not in exclude]
             while rest and len(found) < n:
                 arch = rest.pop(int(self.rng.integers(len(rest))))
-                exclude.add(self.key(arch))
-                found.append(arch)
+                k = self.key(arch)
+                if k not in exclude:  # equivalent architectures share a key
+                    exclude.add(k)
+                    found.append(arch)
         if len(found) < n:
             raise SearchExhausted(
                 f"{self.name} found only {len(found)} of {n} architectures not proposed before; "
