@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from nasflow.errors import ConfigError, SearchExhausted
 from nasflow.space.architecture import Architecture
@@ -58,8 +58,8 @@ class PairwiseRanker:
     Each pair where ``a`` beats ``b`` is one example with features ``x_a - x_b`` and label 1 (its
     mirror ``x_b - x_a`` with label 0 gives the same loss, so it is implied). Without an intercept the
     probability that ``a`` beats ``b`` is ``sigmoid(w·x_a - w·x_b)``, so ranking by ``w·x`` is ranking
-    by predicted wins. The loss is convex and L2-regularised, so L-BFGS from zero reaches the same
-    unique optimum every time: refitting on the same data reproduces the same weights.
+    by predicted wins. The loss is strictly convex (L2-regularised) and minimised by damped Newton
+    steps from zero, so refitting on the same data reproduces the same weights.
 
     Args:
         l2: strength of the L2 penalty ``l2 / 2 * |w|^2`` added to the mean pair loss.
@@ -135,15 +135,15 @@ def _newton(features: np.ndarray, rows: np.ndarray, cols: np.ndarray, l2: float)
         step = np.linalg.solve(hessian, grad)
         scale = 1.0
         while scale > 1e-4:  # backtracking keeps every step a descent step
-            trial = w - scale * step
-            trial_loss = _pair_loss(features, rows, cols, l2, trial)
-            if trial_loss <= loss:
+            moved = w - scale * step
+            moved_loss = _pair_loss(features, rows, cols, l2, moved)
+            if moved_loss <= loss:
                 break
             scale *= 0.5
         else:
             break
-        w, converged = trial, loss - trial_loss < _TOLERANCE
-        loss = trial_loss
+        w, converged = moved, loss - moved_loss < _TOLERANCE
+        loss = moved_loss
         if converged:
             break
     return w
@@ -222,8 +222,9 @@ class PredictorEvolution(Strategy):
         pool = self._offspring()
         if not pool:
             return self._remember(self._unseen_sample())
-        scores = self.predict(pool)
-        return self._remember(pool[int(np.argmax(scores))])
+        if len(pool) == 1:
+            return self._remember(pool[0])  # nothing to choose between: skip the refit
+        return self._remember(pool[int(np.argmax(self.predict(pool)))])
 
     def _offspring(self) -> list[Architecture]:
         """Up to ``candidates`` distinct unseen mutants of tournament winners."""
