@@ -195,6 +195,21 @@ def test_never_repeats_and_exhausts_a_small_constrained_space(name: str) -> None
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
+def test_steers_towards_feasible_architectures(name: str) -> None:
+    # only cells with d0 == 0 (a quarter of them) meet the constraint, whatever their score
+    strategy = nf.get_strategy(name)
+    strategy.setup(small_space(), ONE, 0)
+    proposed = []
+    for number in range(40):
+        (arch,) = strategy.ask(1)
+        violation = 0.0 if arch["d0"] == 0 else 1.0
+        strategy.tell(complete(number, arch, matches(arch) + 10 * violation, violation))
+        proposed.append(arch)
+    later = proposed[20:]
+    assert sum(a["d0"] == 0 for a in later) >= 0.75 * len(later)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
 def test_batches_are_distinct_and_model_based(name: str) -> None:
     strategy = nf.get_strategy(name, initial_samples=5)
     strategy.setup(small_space(), ONE, 0)

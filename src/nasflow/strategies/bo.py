@@ -200,14 +200,13 @@ class GaussianProcessBO(SurrogateStrategy):
             self.space, pool, score, self.key, self._seen, self.local_rounds, width=3
         )
         picks: list[Architecture] = []
-        model = gp
-        while candidates and len(picks) < n:
-            i = int(np.argmax(values))
-            picks.append(candidates.pop(i))
-            if len(picks) < n and candidates:
-                code = self.encode(picks[-1:])
-                model = model.believe(code, model.predict(code)[0])
-                values = score(candidates, model)
+        while candidates:
+            picks.append(candidates.pop(int(np.argmax(values))))
+            if len(picks) == n or not candidates:
+                break
+            code = self.encode(picks[-1:])
+            gp = gp.believe(code, gp.predict(code)[0])
+            values = score(candidates, gp)
         return picks
 
     def state_dict(self) -> dict[str, Any]:
