@@ -106,6 +106,24 @@ def test_failing_evaluations_become_failed_trials_and_the_search_goes_on() -> No
     assert study.best().arch["act"] == "relu"
 
 
+def test_pruned_evaluations_keep_reason_and_metrics_and_are_never_best(tmp_path) -> None:
+    def screened(arch: Architecture) -> dict[str, float]:
+        if arch["act"] != "relu":
+            raise nf.TrialPruned(f"act {arch['act']} screened out", {"accuracy": 99.0})
+        return score(arch)
+
+    study = make(storage=f"sqlite:///{tmp_path / 'p.db'}", fn=screened)
+    study.optimize(budget=25)
+    trials = study.trials()
+    pruned = [t for t in trials if t.state is nf.TrialState.PRUNED]
+    assert len(trials) == 25 and 0 < len(pruned) < 25
+    for trial in pruned:
+        assert trial.error == f"act {trial.arch['act']} screened out"
+        assert trial.metrics == {"accuracy": 99.0}
+    # a pruned trial's (partial) metrics never make it the best, even when they are higher
+    assert study.best().state is nf.TrialState.COMPLETE and study.best().arch["act"] == "relu"
+
+
 def test_missing_objective_metric_fails_the_trial_with_a_reason() -> None:
     study = make(objectives=["accuracy:max", "latency_ms:min"])
     study.optimize(budget=3)

@@ -30,6 +30,7 @@ from nasflow.errors import (
     SpaceError,
     StorageError,
     StudyNotFoundError,
+    TrialPruned,
 )
 from nasflow.estimators.base import EvalContext, Evaluator, Measurement
 from nasflow.estimators.function import FunctionEvaluator
@@ -80,6 +81,7 @@ __all__ = [
     "Strategy",
     "Study",
     "StudyNotFoundError",
+    "TrialPruned",
     "TabularEvaluator",
     "Task",
     "TrainEvaluator",

@@ -56,6 +56,18 @@ class EvaluationError(NasflowError):
     """
 
 
+class TrialPruned(NasflowError):
+    """Raised inside an evaluation to stop a trial early (a pruner or pre-screening filter said so).
+
+    The study records the trial as PRUNED, with this message as its reason and ``metrics`` (the last
+    values measured before stopping) as its metrics. A pruned trial uses budget but is never the best.
+    """
+
+    def __init__(self, reason: str, metrics: dict[str, float] | None = None) -> None:
+        super().__init__(reason)
+        self.metrics = dict(metrics or {})
+
+
 class BenchmarkDataError(NasflowError):
     """A tabular benchmark file is missing or corrupt."""
 

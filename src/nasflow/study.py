@@ -180,7 +180,10 @@ class Study:
         for step, metrics in outcome.intermediate:
             self._store.report_intermediate(record.trial_id, step, metrics)
         state, metrics, error = TrialState.FAILED, {}, outcome.error
-        if outcome.measurement is not None:
+        if outcome.pruned:
+            state = TrialState.PRUNED
+            metrics = outcome.measurement.metrics if outcome.measurement is not None else {}
+        elif outcome.measurement is not None:
             metrics = outcome.measurement.metrics
             missing = [o.metric for o in self.objectives if objective_values(metrics, [o]) is None]
             if missing:

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from nasflow.errors import EvaluationError
+from nasflow.errors import EvaluationError, TrialPruned
 from nasflow.estimators.base import EvalContext, Evaluator, Measurement
 from nasflow.space.architecture import Architecture
 
@@ -21,6 +21,9 @@ class Outcome:
     error: str | None = None
     intermediate: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     seconds: float = 0.0
+    #: the evaluation stopped early on purpose (``error`` holds the reason, ``measurement`` the
+    #: metrics measured before stopping)
+    pruned: bool = False
 
 
 def run_evaluation(evaluator: Evaluator, arch: Architecture, context: EvalContext) -> Outcome:
@@ -34,6 +37,9 @@ def run_evaluation(evaluator: Evaluator, arch: Architecture, context: EvalContex
     start = time.perf_counter()
     try:
         measurement = evaluator.evaluate(arch, context)
+    except TrialPruned as exc:
+        seconds = time.perf_counter() - start
+        return Outcome(Measurement(exc.metrics, seconds), str(exc), reports, seconds, pruned=True)
     except EvaluationError as exc:
         return Outcome(None, str(exc), reports, time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - one broken trial must not stop the search
