@@ -281,3 +281,21 @@ def test_fidelity_reaches_the_evaluator_is_stored_and_exhaustion_stops_cleanly(t
     trials = nf.load_study(study.name, url).trials()
     assert [t.fidelity for t in trials] == [{"epochs": 3.0}, {"epochs": 3.0}]
     assert [t.state for t in trials] == [nf.TrialState.COMPLETE] * 2
+
+
+def test_evaluate_and_add_trial_record_outside_architectures_as_trials(tmp_path) -> None:
+    study = make(storage=f"sqlite:///{tmp_path / 'e.db'}")
+    study.optimize(budget=5)
+    space = constrained_space()
+    chosen = space.sample(__import__("numpy").random.default_rng(7))
+    evaluated = study.evaluate(chosen)
+    assert evaluated.number == 5 and evaluated.state is nf.TrialState.COMPLETE
+    assert evaluated.metrics == score(chosen)
+    added = study.add_trial(chosen, {"accuracy": 123.0}, intermediate={1: {"accuracy": 50.0}})
+    assert added.number == 6 and added.values == (123.0,) and added.intermediate == {1: {"accuracy": 50.0}}
+    assert study.best().number == 6
+    missing = study.add_trial(chosen, {"params": 1.0})
+    assert missing.state is nf.TrialState.FAILED and "accuracy" in missing.error
+    # both count towards the budget, and the search continues after them
+    study.optimize(budget=10)
+    assert len(study.trials()) == 10

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 import numpy as np
 
 from nasflow.errors import ConfigError, NasflowError, SearchExhausted
-from nasflow.estimators.base import EvalContext, Evaluator
+from nasflow.estimators.base import EvalContext, Evaluator, Measurement
 from nasflow.execution import Executor, Outcome, make_executor
+from nasflow.execution.base import run_evaluation
 from nasflow.objectives.pareto import nondominated_sort
 from nasflow.objectives.spec import Constraint, Objective
 from nasflow.space.architecture import Architecture
@@ -139,6 +140,47 @@ class Study:
             raise
         if own_executor:
             executor.shutdown()
+
+    def evaluate(self, arch: Architecture | Mapping[str, Any]) -> FrozenTrial:
+        """Evaluate one given architecture with the study's evaluator, as one more trial.
+
+        For architectures chosen outside the strategy, e.g. the network a one-shot search derived,
+        trained from scratch. The strategy is told the result like any other.
+        """
+        self._prepare()
+        assert self.space is not None
+        arch = self.space.validate(Architecture(arch) if not isinstance(arch, Architecture) else arch)
+        record = self._store.create_trial(
+            self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch), {}
+        )
+        context = EvalContext(trial_number=record.number, seed=trial_seed(self.seed, record.number))
+        try:
+            outcome = run_evaluation(self.evaluator, arch, context)  # type: ignore[arg-type]
+        except BaseException:
+            self._store.finish_trial(record.trial_id, TrialState.FAILED, {}, INTERRUPTED)
+            raise
+        return self._finish_trial(record, arch, outcome)
+
+    def add_trial(
+        self,
+        arch: Architecture | Mapping[str, Any],
+        metrics: Mapping[str, float],
+        intermediate: Mapping[int, Mapping[str, float]] | None = None,
+    ) -> FrozenTrial:
+        """Record an architecture measured outside the study (e.g. trained with inherited weights).
+
+        The trial is COMPLETE when ``metrics`` hold every objective, else FAILED with the reason; the
+        strategy is told, and the trial counts towards the budget like any other.
+        """
+        self._prepare()
+        assert self.space is not None
+        arch = self.space.validate(Architecture(arch) if not isinstance(arch, Architecture) else arch)
+        record = self._store.create_trial(
+            self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch), {}
+        )
+        steps = sorted((int(k), {n: float(v) for n, v in m.items()}) for k, m in (intermediate or {}).items())
+        measurement = Measurement({n: float(v) for n, v in metrics.items()})
+        return self._finish_trial(record, arch, Outcome(measurement, None, steps))
 
     def _prepare(self) -> None:
         """Bind components and restore the strategy, once per Study object."""
