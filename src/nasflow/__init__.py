@@ -14,10 +14,14 @@ from typing import Any
 from nasflow.api import create_study, load_study
 from nasflow.catalog import (
     get_evaluator,
+    get_oneshot,
+    get_pruner,
     get_space,
     get_strategy,
     list_benchmarks,
     list_evaluators,
+    list_oneshot,
+    list_pruners,
     list_spaces,
     list_strategies,
 )
@@ -35,6 +39,7 @@ from nasflow.errors import (
 from nasflow.estimators.base import EvalContext, Evaluator, Measurement
 from nasflow.estimators.function import FunctionEvaluator
 from nasflow.objectives.spec import Constraint, Objective
+from nasflow.pruners import CurvePruner, MedianPruner, Pruner
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace, SearchSpace
 from nasflow.strategies.base import Strategy
@@ -47,8 +52,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "TabularEvaluator": "nasflow.estimators.tabular",
     "TrainEvaluator": "nasflow.estimators.train",
+    "WeightSharingEvaluator": "nasflow.estimators.weight_sharing",
+    "run_oneshot": "nasflow.oneshot.run",
+    "ZeroCostEvaluator": "nasflow.estimators.zero_cost",
+    "PrescreenEvaluator": "nasflow.estimators.zero_cost",
     "load_task": "nasflow.tasks",
     "Task": "nasflow.tasks",
+    "MacroSpace": "nasflow.space.macro",
+    "HillClimb": "nasflow.morphism",
+    "Neuroevolution": "nasflow.morphism",
 }
 
 
@@ -64,6 +76,7 @@ __all__ = [
     "Architecture",
     "ConfigError",
     "Constraint",
+    "CurvePruner",
     "DataError",
     "DecisionSpace",
     "EvalContext",
@@ -71,10 +84,16 @@ __all__ = [
     "Evaluator",
     "FrozenTrial",
     "FunctionEvaluator",
+    "HillClimb",
     "InvalidArchitectureError",
+    "MacroSpace",
     "Measurement",
+    "MedianPruner",
     "NasflowError",
+    "Neuroevolution",
     "Objective",
+    "PrescreenEvaluator",
+    "Pruner",
     "SearchSpace",
     "SpaceError",
     "StorageError",
@@ -86,14 +105,21 @@ __all__ = [
     "Task",
     "TrainEvaluator",
     "TrialState",
+    "WeightSharingEvaluator",
+    "ZeroCostEvaluator",
     "create_study",
     "get_evaluator",
+    "get_oneshot",
+    "get_pruner",
     "get_space",
     "get_strategy",
     "list_benchmarks",
     "list_evaluators",
+    "list_oneshot",
+    "list_pruners",
     "list_spaces",
     "list_strategies",
     "load_study",
     "load_task",
+    "run_oneshot",
 ]

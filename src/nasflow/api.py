@@ -12,6 +12,7 @@ from nasflow import catalog
 from nasflow.errors import ConfigError, NasflowError
 from nasflow.estimators.base import Evaluator
 from nasflow.objectives.spec import Constraint, Objective, parse_constraints, parse_objectives
+from nasflow.pruners.base import Pruner
 from nasflow.space.base import DecisionSpace
 from nasflow.storage import ExperimentStore, StudyExistsError, open_store
 from nasflow.strategies.base import Strategy
@@ -39,6 +40,7 @@ def _config(
     objectives: Sequence[Objective],
     constraints: Sequence[Constraint],
     seed: int,
+    pruner: Pruner | None = None,
 ) -> dict[str, Any]:
     return {
         "version": CONFIG_VERSION,
@@ -48,7 +50,14 @@ def _config(
         "objectives": [str(o) for o in objectives],
         "constraints": [str(c) for c in constraints],
         "seed": seed,
+        "pruner": pruner.describe() if pruner is not None else None,
     }
+
+
+def _resolve_pruner(pruner: str | Pruner | None) -> Pruner | None:
+    if pruner is None or pruner == "none":
+        return None
+    return _resolve(pruner, Pruner, catalog.get_pruner, "pruner")  # type: ignore[no-any-return]
 
 
 def create_study(
@@ -61,6 +70,7 @@ def create_study(
     name: str | None = None,
     seed: int | None = None,
     load_if_exists: bool = False,
+    pruner: str | Pruner | None = None,
 ) -> Study:
     """Create a study (a persistent search).
 
@@ -76,6 +86,9 @@ def create_study(
         seed: makes the whole search reproducible; drawn at random (and recorded) when omitted.
         load_if_exists: continue the stored study of that name instead of raising. Its settings must
             match the stored ones.
+        pruner: stop unpromising trials early from their intermediate reports: ``None``/``"none"``,
+            ``"median"``, ``"curve"`` (see :func:`list_pruners`) or a Pruner instance. It is part of
+            the study's settings, so a resumed study must use the same one.
 
     Raises:
         StudyExistsError: the name is taken and ``load_if_exists`` is False.
@@ -86,6 +99,9 @@ def create_study(
     evaluator_obj = _resolve(evaluator, Evaluator, catalog.get_evaluator, "evaluator")
     objective_list = parse_objectives(objectives)  # type: ignore[arg-type]
     constraint_list = parse_constraints(constraints)  # type: ignore[arg-type]
+    pruner_obj = _resolve_pruner(pruner)
+    if pruner_obj is not None:
+        pruner_obj.setup(objective_list)
     # Bind early so an incompatible space or missing data fails before anything is stored.
     evaluator_obj.setup(space_obj)
     store = _store(storage)
@@ -94,7 +110,9 @@ def create_study(
         seed = int(store.load_study(name).config["seed"])
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    config = _config(space_obj, strategy_obj, evaluator_obj, objective_list, constraint_list, seed)
+    config = _config(
+        space_obj, strategy_obj, evaluator_obj, objective_list, constraint_list, seed, pruner_obj
+    )
     try:
         record = store.create_study(name, config)
     except StudyExistsError:
@@ -112,6 +130,7 @@ def create_study(
         constraints=constraint_list,
         store=store,
         seed=seed,
+        pruner=pruner_obj,
     )
 
 
@@ -121,6 +140,9 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     evaluator = config.get("evaluator") or {}
     if evaluator.get("name") not in catalog.EVALUATORS:
         config = {**config, "evaluator": {"name": evaluator.get("name")}}
+    pruner = config.get("pruner")
+    if pruner and pruner.get("name") not in catalog.PRUNERS:
+        config = {**config, "pruner": {"name": pruner.get("name")}}
     return config
 
 
@@ -128,7 +150,7 @@ def _check_same(name: str, stored: dict[str, Any], wanted: dict[str, Any]) -> No
     stored, wanted = _comparable(stored), _comparable(wanted)
     differences = [
         f"{key}: stored {stored.get(key)!r}, given {wanted[key]!r}"
-        for key in ("space", "strategy", "evaluator", "objectives", "constraints", "seed")
+        for key in ("space", "strategy", "evaluator", "objectives", "constraints", "seed", "pruner")
         if stored.get(key) != wanted[key]
     ]
     if differences:
@@ -144,11 +166,13 @@ def load_study(
     space: DecisionSpace | None = None,
     strategy: Strategy | None = None,
     evaluator: Evaluator | None = None,
+    pruner: Pruner | None = None,
 ) -> Study:
     """Open a stored study to inspect or continue it.
 
     Built-in components are rebuilt from the settings recorded in the study; pass ``space``,
-    ``strategy`` or ``evaluator`` for custom ones (e.g. a FunctionEvaluator) to continue searching.
+    ``strategy``, ``evaluator`` or ``pruner`` for custom ones (e.g. a FunctionEvaluator) to continue
+    searching.
 
     Raises:
         StudyNotFoundError: no study of that name exists in ``storage``.
@@ -156,7 +180,7 @@ def load_study(
     store = _store(storage)
     record = store.load_study(name)
     config = record.config
-    return Study(
+    study = Study(
         name=record.name,
         study_id=record.study_id,
         space=space or _try_rebuild(catalog.SPACES, config.get("space")),
@@ -166,7 +190,12 @@ def load_study(
         constraints=parse_constraints(config.get("constraints")),
         store=store,
         seed=int(config.get("seed", 0)),
+        pruner=pruner or _try_rebuild(catalog.PRUNERS, config.get("pruner")),
     )
+    if study.pruner is None and config.get("pruner"):
+        # continuing without the recorded pruner would silently change the search
+        study.missing_pruner = str(config["pruner"].get("name"))
+    return study
 
 
 def _try_rebuild(registry: Any, description: dict[str, Any] | None) -> Any:

@@ -14,11 +14,28 @@ SPACES: Registry[Any] = Registry("space")
 STRATEGIES: Registry[Any] = Registry("strategy")
 EVALUATORS: Registry[Any] = Registry("evaluator")
 BENCHMARKS: Registry[Any] = Registry("benchmark")
+PRUNERS: Registry[Any] = Registry("pruner")
+ONESHOT: Registry[Any] = Registry("one-shot search")
 
 SPACES.register(
     "nb201",
     "nasflow.space.nb201:NB201Space",
     "NAS-Bench-201 cell: 6 edges x 5 ops, 15,625 cells (6,466 distinct networks)",
+)
+SPACES.register(
+    "nb201-digits",
+    "nasflow.benchmarks.digits:NB201DigitsSpace",
+    "NB201 cells whose networks the nb201-digits table holds (search it with the tabular evaluator)",
+)
+SPACES.register(
+    "darts",
+    "nasflow.space.darts:DartsSpace",
+    "DARTS normal + reduction cells: 4 nodes x 2 (input, op) edges, 7 ops, ~1.08e18 distinct networks",
+)
+SPACES.register(
+    "macro",
+    "nasflow.space.macro:MacroSpace",
+    "chain CNN: 8 slots x (none/conv3x3/conv5x5/sepconv3x3, width 8-64, skip), grown by morphisms",
 )
 
 STRATEGIES.register("random", "nasflow.strategies.random_search:RandomSearch", "uniform random sampling")
@@ -64,13 +81,71 @@ EVALUATORS.register(
     "train", "nasflow.estimators.train:TrainEvaluator", "real PyTorch training on a task (proxy settings)"
 )
 EVALUATORS.register(
-    "tabular", "nasflow.estimators.tabular:TabularEvaluator", "look-up in a tabular benchmark (NB201)"
+    "tabular",
+    "nasflow.estimators.tabular:TabularEvaluator",
+    "look-up in a tabular benchmark (nb201, nb201-digits)",
+)
+EVALUATORS.register(
+    "zero-cost",
+    "nasflow.estimators.zero_cost:ZeroCostEvaluator",
+    "zero-cost proxies of the untrained network (synflow, naswot, snip, ...)",
+)
+EVALUATORS.register(
+    "prescreen",
+    "nasflow.estimators.zero_cost:PrescreenEvaluator",
+    "prunes trials whose zero-cost proxy is in the bottom share, then runs an inner evaluator",
+)
+
+EVALUATORS.register(
+    "weight-sharing",
+    "nasflow.estimators.weight_sharing:WeightSharingEvaluator",
+    "inherited weights of a trained one-shot supernet (BN recalibrated per architecture)",
+)
+
+ONESHOT.register("darts", "nasflow.oneshot.darts:DARTS", "DARTS: softmax relaxation, bilevel (1st/2nd order)")
+ONESHOT.register("darts+", "nasflow.oneshot.darts:DARTSPlus", "DARTS+: DARTS with early stopping")
+ONESHOT.register(
+    "fairdarts", "nasflow.oneshot.darts:FairDARTS", "FairDARTS: independent sigmoid weights + zero-one loss"
+)
+ONESHOT.register("gdas", "nasflow.oneshot.darts:GDAS", "GDAS: one Gumbel-softmax sampled op per edge")
+ONESHOT.register("enas", "nasflow.oneshot.enas:ENAS", "ENAS: LSTM controller (REINFORCE) over shared weights")
+ONESHOT.register("spos", "nasflow.oneshot.spos:SPOS", "SPOS: uniform single-path supernet, then evolution")
+ONESHOT.register(
+    "rsws", "nasflow.oneshot.spos:RSWS", "random search with weight sharing (Li & Talwalkar 2019)"
+)
+# Weight-inheritance searches own their training loop too, but are not supernet searches
+# (no OneShotSearch, no rank()): they run as HillClimb(...).fit(task, study), see docs/morphism.md.
+ONESHOT.register(
+    "hill-climb",
+    "nasflow.morphism.hill_climb:HillClimb",
+    "NASH: hill climbing with function-preserving morphisms (macro space)",
+)
+ONESHOT.register(
+    "neuroevolution",
+    "nasflow.morphism.neuroevolution:Neuroevolution",
+    "aging evolution, children inherit weights by morphism (macro space)",
+)
+
+PRUNERS.register(
+    "median",
+    "nasflow.pruners.median:MedianPruner",
+    "median stopping rule: stop trials below the completed trials' median at a step",
+)
+PRUNERS.register(
+    "curve",
+    "nasflow.pruners.curve:CurvePruner",
+    "learning-curve extrapolation: stop trials whose fitted curve cannot reach the best",
 )
 
 BENCHMARKS.register(
     "nb201",
     "nasflow.benchmarks.nb201:load_nb201",
     "NAS-Bench-201 12-epoch results, CIFAR-10/100 (MIT, shipped)",
+)
+BENCHMARKS.register(
+    "nb201-digits",
+    "nasflow.benchmarks.digits:load_nb201_digits",
+    "NB201 cells trained from scratch on digits: distinct networks, 4 epochs (built by nasflow, shipped)",
 )
 
 
@@ -89,6 +164,16 @@ def get_evaluator(name: str, **options: Any) -> Any:
     return EVALUATORS.create(name, **options)
 
 
+def get_oneshot(name: str, **options: Any) -> Any:
+    """A built-in one-shot search by name, e.g. ``get_oneshot("darts", epochs=20)``."""
+    return ONESHOT.create(name, **options)
+
+
+def get_pruner(name: str, **options: Any) -> Any:
+    """A built-in pruner by name, e.g. ``get_pruner("median", warmup_trials=3)``."""
+    return PRUNERS.create(name, **options)
+
+
 def list_spaces() -> list[str]:
     return SPACES.names()
 
@@ -103,6 +188,14 @@ def list_evaluators() -> list[str]:
 
 def list_benchmarks() -> list[str]:
     return BENCHMARKS.names()
+
+
+def list_oneshot() -> list[str]:
+    return ONESHOT.names()
+
+
+def list_pruners() -> list[str]:
+    return PRUNERS.names()
 
 
 def rebuild(registry: Registry[Any], description: dict[str, Any]) -> Any:

@@ -38,6 +38,8 @@ class SearchConfig(BaseModel):
     name: str | None = None
     seed: int = 0
     workers: int = Field(default=1, ge=1)
+    pruner: str = "none"
+    pruner_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("space")
     @classmethod
@@ -48,13 +50,24 @@ class SearchConfig(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        catalog.STRATEGIES.entry(value)
+        if value not in catalog.ONESHOT and value not in catalog.STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {value!r}; allowed: {', '.join(catalog.list_strategies())}; "
+                f"one-shot searches: {', '.join(catalog.list_oneshot())}"
+            )
         return value
 
     @field_validator("evaluator")
     @classmethod
     def _known_evaluator(cls, value: str) -> str:
         catalog.EVALUATORS.entry(value)
+        return value
+
+    @field_validator("pruner")
+    @classmethod
+    def _known_pruner(cls, value: str) -> str:
+        if value != "none" and value not in catalog.PRUNERS:
+            raise ValueError(f"unknown pruner {value!r}; allowed: none, {', '.join(catalog.list_pruners())}")
         return value
 
     @field_validator("objectives", "constraints", mode="before")
@@ -70,11 +83,18 @@ class SearchConfig(BaseModel):
     def _check(self) -> SearchConfig:
         parse_objectives(self.objectives)  # type: ignore[arg-type]
         parse_constraints(self.constraints)  # type: ignore[arg-type]
+        oneshot = self.strategy in catalog.ONESHOT
+        if oneshot and self.seconds is not None:
+            raise ValueError(
+                f"seconds does not apply to the one-shot search {self.strategy!r}; its length is set by "
+                "strategy_options (e.g. epochs)"
+            )
         if self.budget is None and self.seconds is None:
-            self.budget = DEFAULT_BUDGET
+            # one-shot: the budget counts architectures trained from scratch, the derived one first
+            self.budget = 1 if oneshot else DEFAULT_BUDGET
         # Real training on small inputs wants small cells; this default never depends on the budget,
         # so raising the budget of a study still resumes it.
-        training = self.evaluator == "train"
+        training = self.evaluator in ("train", "weight-sharing")
         if self.space_options is None:
             self.space_options = dict(DIGITS_NB201) if training and self.space == "nb201" else {}
         if self.strategy_options is None:
@@ -126,7 +146,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def build_components(config: SearchConfig) -> dict[str, Any]:
     """Space, strategy and evaluator objects for ``create_study``."""
     space = catalog.get_space(config.space, **(config.space_options or {}))
-    strategy = catalog.get_strategy(config.strategy, **(config.strategy_options or {}))
+    if config.strategy in catalog.ONESHOT:
+        from nasflow.oneshot.run import OneShotStrategy
+
+        strategy = OneShotStrategy(catalog.get_oneshot(config.strategy, **(config.strategy_options or {})))
+    else:
+        strategy = catalog.get_strategy(config.strategy, **(config.strategy_options or {}))
     options = dict(config.evaluator_options)
     if config.evaluator == "train":
         options.setdefault("task", config.dataset or "digits")
@@ -139,8 +164,22 @@ def build_components(config: SearchConfig) -> dict[str, Any]:
             )
         options.setdefault("benchmark", config.space)
         options.setdefault("dataset", config.dataset or "cifar10")
+    elif config.evaluator == "weight-sharing" and "task" not in options:
+        from nasflow.tasks import load_task
+
+        dataset = config.dataset or "digits"
+        options["task"] = load_task(dataset, data=config.data) if config.data else dataset
     evaluator = catalog.get_evaluator(config.evaluator, **options)
     return {"space": space, "strategy": strategy, "evaluator": evaluator}
+
+
+def build_pruner(config: SearchConfig) -> Any:
+    """The pruner a config names (None for ``"none"``)."""
+    if config.pruner == "none":
+        if config.pruner_options:
+            raise ConfigError("pruner_options are set but pruner is 'none'; choose a pruner: median or curve")
+        return None
+    return catalog.get_pruner(config.pruner, **config.pruner_options)
 
 
 def study_from_config(config: SearchConfig, load_if_exists: bool = True) -> Any:
@@ -155,4 +194,5 @@ def study_from_config(config: SearchConfig, load_if_exists: bool = True) -> Any:
         name=config.name,
         seed=config.seed,
         load_if_exists=load_if_exists,
+        pruner=build_pruner(config),
     )

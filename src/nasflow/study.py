@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -11,10 +12,11 @@ import numpy as np
 
 from nasflow.errors import ConfigError, NasflowError, SearchExhausted
 from nasflow.estimators.base import EvalContext, Evaluator, Measurement
-from nasflow.execution import Executor, Outcome, make_executor
+from nasflow.execution import Executor, InlineExecutor, Outcome, make_executor
 from nasflow.execution.base import run_evaluation
 from nasflow.objectives.pareto import nondominated_sort
 from nasflow.objectives.spec import Constraint, Objective
+from nasflow.pruners.base import Pruner, PruningHistory, PruningMonitor
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
 from nasflow.storage import ExperimentStore, TrialRecord
@@ -47,6 +49,7 @@ class Study:
         constraints: Sequence[Constraint],
         store: ExperimentStore,
         seed: int,
+        pruner: Pruner | None = None,
     ) -> None:
         self.name = name
         self.space = space
@@ -55,6 +58,9 @@ class Study:
         self.objectives = list(objectives)
         self.constraints = list(constraints)
         self.seed = seed
+        self.pruner = pruner
+        #: name of the stored study's pruner when it could not be rebuilt (then optimize() refuses)
+        self.missing_pruner: str | None = None
         self._store = store
         self._study_id = study_id
         self._ready = False
@@ -74,7 +80,7 @@ class Study:
         running the same budget again after an interruption completes it rather than starting over.
         Trials cut off by an interruption are marked FAILED and do not count. Evaluations that fail
         (e.g. a NaN loss) are recorded as FAILED trials, count towards the budget, and the search
-        goes on.
+        goes on. With a pruner, trials it stops are PRUNED and count towards the budget too.
 
         Args:
             budget: total number of finished trials to reach.
@@ -94,11 +100,17 @@ class Study:
                 f"study {self.name!r} was loaded without a space, strategy or evaluator that can be "
                 "rebuilt from storage; pass space=, strategy= and evaluator= to load_study to continue it"
             )
+        if self.pruner is None and self.missing_pruner is not None:
+            raise ConfigError(
+                f"study {self.name!r} uses the pruner {self.missing_pruner!r}, which cannot be rebuilt "
+                "from storage; pass pruner= to load_study to continue it"
+            )
         self._prepare()
         deadline = None if seconds is None else time.monotonic() + seconds
         used = self._used_budget()
         own_executor = executor is None
         executor = executor or make_executor(workers)
+        self._check_pruner_travels(executor)
         running: dict[Future[Outcome], tuple[TrialRecord, Architecture]] = {}
         starting: TrialRecord | None = None  # created in the store, not yet handed to the executor
         exhausted = False
@@ -118,6 +130,7 @@ class Study:
                         trial_number=starting.number,
                         seed=trial_seed(self.seed, starting.number),
                         fidelity=dict(starting.fidelity),
+                        pruning=self._pruning_monitor(),
                     )
                     running[executor.submit(self.evaluator, arch, context)] = (starting, arch)
                     starting = None
@@ -145,7 +158,8 @@ class Study:
         """Evaluate one given architecture with the study's evaluator, as one more trial.
 
         For architectures chosen outside the strategy, e.g. the network a one-shot search derived,
-        trained from scratch. The strategy is told the result like any other.
+        trained from scratch. The strategy is told the result like any other. The study's pruner does
+        not stop it: this architecture was asked for by name.
         """
         self._prepare()
         assert self.space is not None
@@ -189,12 +203,33 @@ class Study:
         assert self.space is not None and self.strategy is not None and self.evaluator is not None
         self.evaluator.setup(self.space)
         self.strategy.setup(self.space, self.objectives, self.seed)
+        if self.pruner is not None:
+            self.pruner.setup(self.objectives)
         # One driver writes a study, so anything still RUNNING belongs to a process that died.
         self._store.fail_running_trials(self._study_id, INTERRUPTED)
         state = self._store.load_strategy_state(self._study_id)
         if state is not None:
             self.strategy.load_state_dict(state)
         self._ready = True
+
+    def _pruning_monitor(self) -> PruningMonitor | None:
+        """The pruner with a snapshot of the finished trials' curves, to travel with one evaluation."""
+        if self.pruner is None:
+            return None
+        trials = self._store.get_trials(self._study_id)
+        return PruningMonitor(self.pruner, PruningHistory.from_trials(trials, self.pruner.metric))
+
+    def _check_pruner_travels(self, executor: Executor) -> None:
+        # Fail early and clearly rather than with a pickling error from inside a worker pool.
+        if self.pruner is None or isinstance(executor, InlineExecutor):
+            return
+        try:
+            pickle.dumps(self.pruner)
+        except Exception as exc:
+            raise ConfigError(
+                f"the pruner cannot be sent to worker processes ({exc}); make it picklable or run "
+                "with workers=1"
+            ) from None
 
     def _used_budget(self) -> int:
         return sum(

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import nasflow as nf
 from nasflow.cli.main import main
 
 TABULAR = [
@@ -118,8 +119,11 @@ def test_config_file_sets_the_search_and_flags_override_it(capsys, tmp_path) -> 
     ("args", "message"),
     [
         (["search", "--strategy", "bogus"], "unknown strategy 'bogus'; allowed: as-nas, bananas, bo, bohb"),
-        (["search", "--space", "nope"], "unknown space 'nope'; allowed: nb201"),
-        (["search", "--evaluator", "magic"], "unknown evaluator 'magic'; allowed: tabular, train"),
+        (["search", "--space", "nope"], "unknown space 'nope'; allowed: " + ", ".join(nf.list_spaces())),
+        (
+            ["search", "--evaluator", "magic"],
+            "unknown evaluator 'magic'; allowed: " + ", ".join(nf.list_evaluators()),
+        ),
         (["search", "--objectives", "accuracy:up"], "bad objective 'accuracy:up'"),
         (["search", "--constraints", "params<<5"], "bad constraint 'params<<5'"),
         (["search", "--budget", "-3"], "budget: Input should be greater than or equal to 0"),

@@ -104,12 +104,16 @@ def _run(job: _Job) -> RunTrace:
 
 def tabular_oracle(benchmark: str, dataset: str) -> float:
     """Report value of the architecture with the best search value in the whole table."""
-    if benchmark != "nb201":
-        raise ConfigError(f"no oracle is known for benchmark {benchmark!r}; allowed: nb201")
-    from nasflow.benchmarks.nb201 import NB201_DATASETS, load_nb201
-
-    table = load_nb201()
-    val_column, test_column = NB201_DATASETS[dataset]
+    if benchmark == "nb201":
+        from nasflow.benchmarks.nb201 import NB201_DATASETS as datasets
+        from nasflow.benchmarks.nb201 import load_nb201 as load
+    elif benchmark == "nb201-digits":
+        from nasflow.benchmarks.digits import DIGITS_DATASETS as datasets
+        from nasflow.benchmarks.digits import load_nb201_digits as load
+    else:
+        raise ConfigError(f"no oracle is known for benchmark {benchmark!r}; allowed: nb201, nb201-digits")
+    table = load()
+    val_column, test_column = datasets[dataset]
     val, test = table.column(val_column), table.column(test_column)
     return float(test[int(np.argmax(val))])  # argmax takes the first of ties, in table order
 

@@ -1,4 +1,4 @@
-"""``nasflow list spaces|strategies|evaluators|benchmarks|datasets``."""
+"""``nasflow list spaces|strategies|evaluators|benchmarks|pruners|datasets``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from nasflow import catalog
 from nasflow.errors import UnknownNameError
 
-KINDS = ("spaces", "strategies", "evaluators", "benchmarks", "datasets")
+KINDS = ("spaces", "strategies", "evaluators", "benchmarks", "pruners", "datasets")
 
 
 def list_components(kind: Annotated[str, typer.Argument(help=" | ".join(KINDS))]) -> None:
@@ -19,6 +19,7 @@ def list_components(kind: Annotated[str, typer.Argument(help=" | ".join(KINDS))]
         "strategies": catalog.STRATEGIES,
         "evaluators": catalog.EVALUATORS,
         "benchmarks": catalog.BENCHMARKS,
+        "pruners": catalog.PRUNERS,
     }
     if kind == "datasets":
         from nasflow.tasks import BUILTIN_DATASETS
@@ -31,3 +32,7 @@ def list_components(kind: Annotated[str, typer.Argument(help=" | ".join(KINDS))]
         raise UnknownNameError(f"cannot list {kind!r}; allowed: {', '.join(KINDS)}")
     for entry in registries[kind].entries():
         print(f"{entry.name:12} {entry.summary}")
+    if kind == "strategies":
+        # one-shot searches are run by `nasflow search --strategy NAME` too, but train a supernet
+        for entry in catalog.ONESHOT.entries():
+            print(f"{entry.name:12} (one-shot) {entry.summary}")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from nasflow import catalog
 from nasflow.cli.render import (
     SearchProgress,
     output_console,
@@ -36,6 +37,7 @@ def search(
     name: Annotated[str | None, Opt(help="study name; an existing name is resumed")] = None,
     seed: Annotated[int | None, Opt(help="random seed (default 0)")] = None,
     workers: Annotated[int | None, Opt(help="evaluations in parallel (local processes)")] = None,
+    pruner: Annotated[str | None, Opt(help="stop bad trials early: none, median or curve")] = None,
     config: Annotated[str | None, Opt("--config", help="YAML file with these settings")] = None,
     output: Annotated[str, Opt(help="text or json")] = "text",
     quiet: Annotated[bool, Opt("--quiet", help="no progress bar")] = False,
@@ -58,6 +60,7 @@ def search(
         "name": name,
         "seed": seed,
         "workers": workers,
+        "pruner": pruner,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     if not settings.get("name"):
@@ -70,11 +73,19 @@ def search(
         f"study [bold]{study.name}[/] in {cfg.storage}: space {cfg.space}, strategy {cfg.strategy}, "
         f"evaluator {cfg.evaluator}, budget {cfg.budget if cfg.budget is not None else '-'} trials"
         + (f", {cfg.seconds:g} s" if cfg.seconds else "")
+        + (f", pruner {cfg.pruner}" if cfg.pruner != "none" else "")
     )
-    with SearchProgress(study, cfg.budget, console) as progress:
-        study.optimize(budget=cfg.budget, seconds=cfg.seconds, workers=cfg.workers, callbacks=[progress])
+    oneshot = None
+    if cfg.strategy in catalog.ONESHOT:
+        oneshot = _run_oneshot(study, cfg, console)
+    else:
+        with SearchProgress(study, cfg.budget, console) as progress:
+            study.optimize(budget=cfg.budget, seconds=cfg.seconds, workers=cfg.workers, callbacks=[progress])
     if output == "json":
-        print_json(study_summary(study))
+        summary = study_summary(study)
+        if oneshot is not None:
+            summary["oneshot"] = oneshot
+        print_json(summary)
         return
     top = top_trials(study)
     if not top:
@@ -85,4 +96,41 @@ def search(
     output_console().print(trials_table(top, f"top {len(top)} architectures of {study.name}", metrics))
     best = study.best()
     print(f"best: trial {best.number} {best.arch_str}")
+    if oneshot is not None:
+        score = f"weight-sharing accuracy {oneshot['ws_score']:.2f}%"
+        print(f"{oneshot['search']} derived {oneshot['arch_str']} ({score})")
+        if oneshot["log"]:
+            print(f"search log (architecture weights per epoch): {oneshot['log']}")
     print(f"show again with: nasflow show {study.name} --storage {cfg.storage}")
+
+
+def _run_oneshot(study: Any, cfg: Any, console: Console) -> dict[str, Any]:
+    """Fit the study's one-shot search, then train its choice from scratch as the study's trial(s)."""
+    from rich.progress import Progress
+
+    from nasflow.oneshot.run import run_oneshot
+    from nasflow.tasks import BUILTIN_DATASETS, Task, load_task
+
+    search = study.strategy.search
+    task = None  # run_oneshot takes the training evaluator's task, or explains why there is none
+    dataset = cfg.dataset or "digits"
+    has_task = isinstance(getattr(study.evaluator, "task", None), Task)
+    if not has_task and (cfg.data or dataset in BUILTIN_DATASETS):
+        task = load_task(dataset, data=cfg.data)
+    with Progress(console=console) as progress:
+        bar = progress.add_task(f"{cfg.strategy} supernet", total=search.epochs)
+
+        def advance(log: Any) -> None:
+            progress.update(bar, completed=log.epoch)
+
+        run = run_oneshot(study, search, task, budget=cfg.budget, callback=advance)
+    result = run.result
+    return {
+        "search": result.search,
+        "arch_str": result.arch_str,
+        "ws_score": result.score,
+        "epochs": len(result.epochs),
+        "stopped_early": result.stopped_early,
+        "seconds": result.seconds,
+        "log": None if run.log_path is None else str(run.log_path),
+    }

@@ -6,10 +6,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
+
+if TYPE_CHECKING:
+    from nasflow.pruners.base import PruningMonitor
 
 Reporter = Callable[[int, dict[str, float]], None]
 
@@ -25,6 +28,8 @@ class EvalContext:
         device: torch device string.
         report: called as ``report(step, metrics)`` for intermediate results (e.g. per epoch).
         artifact_dir: folder where the evaluation may write files, if any.
+        pruning: set by the study when it has a pruner; ``emit`` then raises
+            :class:`~nasflow.errors.TrialPruned` to stop an unpromising evaluation (let it propagate).
     """
 
     trial_number: int = 0
@@ -33,8 +38,10 @@ class EvalContext:
     device: str = "cpu"
     report: Reporter | None = None
     artifact_dir: Path | None = None
+    pruning: PruningMonitor | None = None
 
     def emit(self, step: int, metrics: dict[str, float]) -> None:
+        """Report intermediate ``metrics`` at ``step`` (e.g. per epoch); may raise TrialPruned."""
         if self.report is not None:
             self.report(step, metrics)
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nasflow.benchmarks.digits import DIGITS_DATASETS, DIGITS_METRICS, load_nb201_digits, representative
 from nasflow.benchmarks.nb201 import NB201_DATASETS, load_nb201
 from nasflow.benchmarks.table import BenchmarkTable
 from nasflow.errors import ConfigError, EvaluationError, UnknownNameError
@@ -22,33 +23,57 @@ class _Benchmark:
     load: Callable[[str | None], BenchmarkTable]  # must cache per process: workers call it per copy
     datasets: Mapping[str, tuple[str, str]]  # dataset -> (validation column, test column)
     index_column: str | None = None
+    extra_metrics: Mapping[str, str] | None = None  # further metric name -> column
+    # Tables of distinct networks hold one row per class: maps any member's string to its row's key.
+    resolve: Callable[[str, str | None], str | None] | None = None
 
 
 _BENCHMARKS: dict[str, _Benchmark] = {
     "nb201": _Benchmark(space="nb201", load=load_nb201, datasets=NB201_DATASETS, index_column="index"),
+    "nb201-digits": _Benchmark(
+        space="nb201-digits",
+        load=load_nb201_digits,
+        datasets=DIGITS_DATASETS,
+        extra_metrics=DIGITS_METRICS,
+        resolve=representative,
+    ),
 }
+
+
+def benchmark_datasets(benchmark: str) -> tuple[str, ...]:
+    """The datasets of a built-in tabular benchmark; the first is the evaluator's default."""
+    spec = _BENCHMARKS.get(benchmark)
+    if spec is None:
+        raise UnknownNameError(
+            f"unknown tabular benchmark {benchmark!r}; allowed: {', '.join(sorted(_BENCHMARKS))}"
+        )
+    return tuple(spec.datasets)
 
 
 class TabularEvaluator(Evaluator):
     """Reads an architecture's accuracy from a tabular benchmark instead of training it.
 
     Metrics: ``accuracy`` (validation accuracy in %, the search signal), ``test_accuracy`` (test
-    accuracy in %, for reporting only) and, where the table has one, the official ``index``.
+    accuracy in %, for reporting only) and, where the table has one, the official ``index``;
+    ``nb201-digits`` also gives ``params``, ``flops`` and ``train_seconds``.
+
+    ``nb201-digits`` holds one row per distinct network (see :mod:`nasflow.benchmarks.digits`):
+    any cell is looked up through its class's representative, and the study's space must be
+    ``"nb201-digits"`` (the NB201 cells whose networks the table holds).
 
     Args:
-        benchmark: built-in table name (``"nb201"``).
-        dataset: which dataset's columns to read, e.g. ``"cifar10"`` or ``"cifar100"``.
-        path: optional copy of the table to read instead of the shipped one.
+        benchmark: built-in table name (``"nb201"`` or ``"nb201-digits"``).
+        dataset: which dataset's columns to read, e.g. ``"cifar10"`` or ``"cifar100"`` for nb201,
+            ``"digits"`` for nb201-digits; default: the benchmark's first dataset.
+        path: optional copy of the table (for nb201-digits: a table built with ``nasflow bench
+            build``) to read instead of the shipped one.
     """
 
     name = "tabular"
 
-    def __init__(self, benchmark: str = "nb201", dataset: str = "cifar10", path: str | None = None) -> None:
-        spec = _BENCHMARKS.get(benchmark)
-        if spec is None:
-            raise UnknownNameError(
-                f"unknown tabular benchmark {benchmark!r}; allowed: {', '.join(sorted(_BENCHMARKS))}"
-            )
+    def __init__(self, benchmark: str = "nb201", dataset: str | None = None, path: str | None = None) -> None:
+        dataset = benchmark_datasets(benchmark)[0] if dataset is None else dataset
+        spec = _BENCHMARKS[benchmark]
         if dataset not in spec.datasets:
             raise UnknownNameError(
                 f"tabular benchmark {benchmark!r} has no dataset {dataset!r}; allowed: "
@@ -60,6 +85,7 @@ class TabularEvaluator(Evaluator):
         self._spec = spec
         self._table: BenchmarkTable | None = None
         self._positions: tuple[int, int, int | None] = (0, 0, None)
+        self._extra_positions: dict[str, int] = {}
 
     def setup(self, space: DecisionSpace) -> None:
         if space.name != self._spec.space:
@@ -81,6 +107,15 @@ class TabularEvaluator(Evaluator):
         """The metrics :meth:`evaluate` reports for the architecture string ``arch_str``."""
         table = self._table if self._table is not None else self._load()
         values = table.values(arch_str)
+        if values is None and self._spec.resolve is not None:
+            key = self._spec.resolve(arch_str, self.path)
+            values = None if key is None else table.values(key)
+            if values is None:
+                raise EvaluationError(
+                    f"architecture {arch_str!r}: its network is not among the {len(table):,} distinct "
+                    f"networks of the {self.benchmark} table ({table.source}); search the space "
+                    f"{self._spec.space!r}, which holds only those networks"
+                )
         if values is None:
             raise EvaluationError(
                 f"architecture {arch_str!r} is not in the {self.benchmark} table ({len(table):,} "
@@ -91,6 +126,8 @@ class TabularEvaluator(Evaluator):
         metrics = {"accuracy": values[val], "test_accuracy": values[test]}
         if index is not None:
             metrics["index"] = values[index]
+        for metric, position in self._extra_positions.items():
+            metrics[metric] = values[position]
         return metrics
 
     def describe(self) -> dict[str, Any]:
@@ -113,5 +150,10 @@ class TabularEvaluator(Evaluator):
             table.column_index(test_column),
             None if index_column is None else table.column_index(index_column),
         )
+        self._extra_positions = {
+            metric: table.column_index(column)
+            for metric, column in (self._spec.extra_metrics or {}).items()
+            if column in table.columns
+        }
         self._table = table
         return table

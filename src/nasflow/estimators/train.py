@@ -102,10 +102,13 @@ class TrainEvaluator(Evaluator):
         split_seed: seed of the train/validation/test split and of the data subset.
         device: torch device to train on.
         label_smoothing: cross-entropy label smoothing used for training (validation loss is plain).
+        report_test: also evaluate the trained network on the task's test split and report
+            ``test_accuracy`` and ``test_loss`` (for building benchmark tables; a search must not
+            select on them).
 
     Metrics: ``accuracy`` (validation, percent), ``val_loss``, ``train_loss`` (last epoch's mean),
     ``params`` (trainable parameters), ``flops`` (multiply-accumulates for one example) and
-    ``train_seconds``.
+    ``train_seconds``; with ``report_test`` also ``test_accuracy`` and ``test_loss``.
     """
 
     name = "train"
@@ -124,6 +127,7 @@ class TrainEvaluator(Evaluator):
         split_seed: int = 0,
         device: str = "cpu",
         label_smoothing: float = 0.0,
+        report_test: bool = False,
     ) -> None:
         if isinstance(task, Task):
             if data is not None:
@@ -153,6 +157,9 @@ class TrainEvaluator(Evaluator):
         self.split_seed = _check_int("split_seed", split_seed, 0)
         self.device = _check_device(device)
         self.label_smoothing = _check_float("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+        if not isinstance(report_test, bool):
+            raise ConfigError(f"report_test must be true or false, got {report_test!r}")
+        self.report_test = report_test
 
     # -- life cycle ------------------------------------------------------------------------
     def setup(self, space: DecisionSpace) -> None:
@@ -160,6 +167,8 @@ class TrainEvaluator(Evaluator):
         super().setup(space)
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} requested but CUDA is not available; use 'cpu'")
+        if self.report_test and len(self.task.y_test) == 0:
+            raise ConfigError(f"report_test=True, but task {self.task_name!r} has no test examples")
         _ = self.task
 
     @property
@@ -186,6 +195,8 @@ class TrainEvaluator(Evaluator):
             "split_seed": self.split_seed,
             "device": self.device,
             "label_smoothing": self.label_smoothing,
+            # only when set, so that studies stored before the option existed still resume
+            **({"report_test": True} if self.report_test else {}),
         }
 
     # -- evaluation ------------------------------------------------------------------------
@@ -237,6 +248,10 @@ class TrainEvaluator(Evaluator):
             train_start = time.perf_counter()
             curve, train_loss = self._train(model, x_train, y_train, x_val, y_val, epochs, context)
             train_seconds = time.perf_counter() - train_start
+            test = None
+            if self.report_test:
+                x_test = _as_tensor(task.x_test, torch.float32, device)
+                test = self._validate(model, x_test, _as_tensor(task.y_test, torch.int64, device))
             # counted after training so that a counting forward pass cannot touch batch-norm
             # statistics or the random stream the training used
             model.cpu().eval()
@@ -251,6 +266,8 @@ class TrainEvaluator(Evaluator):
             "flops": float(macs),
             "train_seconds": train_seconds,
         }
+        if test is not None:
+            metrics["test_accuracy"], metrics["test_loss"] = test
         return Measurement(metrics, time.perf_counter() - start, curve)
 
     def _train(

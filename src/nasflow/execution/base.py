@@ -30,10 +30,18 @@ def run_evaluation(evaluator: Evaluator, arch: Architecture, context: EvalContex
     """Evaluate one architecture, turning any exception into a failed outcome.
 
     Runs inside the worker (process or thread), so intermediate reports are collected here and
-    stored by the driver once the trial ends.
+    stored by the driver once the trial ends. With ``context.pruning`` set, each report is also shown
+    to the pruner, which stops the evaluation by raising TrialPruned from ``context.emit``.
     """
     reports: list[tuple[int, dict[str, float]]] = []
-    context.report = lambda step, metrics: reports.append((int(step), dict(metrics)))
+    monitor = context.pruning
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        reports.append((int(step), dict(metrics)))
+        if monitor is not None:
+            monitor.observe(int(step), metrics)
+
+    context.report = report
     start = time.perf_counter()
     try:
         measurement = evaluator.evaluate(arch, context)

@@ -36,6 +36,10 @@ _REDRAWS = 200
 _ENUMERATE_LIMIT = 100_000
 #: cached canonical keys / encodings kept before the caches are emptied (they only save time)
 _CACHE_LIMIT = 50_000
+#: spaces with at most this many combinations can have every distinct architecture scored per ask
+EXHAUSTIVE_LIMIT = 50_000
+#: how surrogate strategies choose the architectures they score (see SurrogateStrategy)
+CANDIDATE_MODES = ("auto", "all", "local")
 
 
 # -- training targets -------------------------------------------------------------------------------
@@ -188,7 +192,9 @@ class SurrogateStrategy(Strategy):
     not ask for are learned from too; failed ones only mark their architecture as seen.
     """
 
-    def __init__(self, initial_samples: int, encoding: str | Sequence[str] | None) -> None:
+    def __init__(
+        self, initial_samples: int, encoding: str | Sequence[str] | None, candidates: str = "auto"
+    ) -> None:
         if isinstance(initial_samples, bool) or not isinstance(initial_samples, int) or initial_samples < 1:
             raise ConfigError(f"initial_samples must be an integer >= 1, got {initial_samples!r}")
         if encoding is not None and not isinstance(encoding, str):
@@ -199,14 +205,20 @@ class SurrogateStrategy(Strategy):
                     f"got {encoding!r}"
                 )
             encoding = list(encoding)
+        if candidates not in CANDIDATE_MODES:
+            raise ConfigError(f"candidates must be one of {list(CANDIDATE_MODES)}, got {candidates!r}")
         self.initial_samples = initial_samples
         self.encoding = encoding
+        self.candidates = candidates
         self._history: list[Scored] = []
         self._history_json: list[dict[str, Any]] = []
         self._seen: set[str] = set()
         self._asked = 0
         self._keys: dict[Architecture, str] = {}
         self._codes: dict[Architecture, np.ndarray] = {}
+        # (architectures, canonical key -> row, codes, unseen mask, keys already masked)
+        self._everything: tuple[list[Architecture], dict[str, int], np.ndarray, np.ndarray, set[str]] | None
+        self._everything = None
 
     def setup(self, space: DecisionSpace, objectives: Sequence[Any], seed: int | None) -> None:
         super().setup(space, objectives, seed)
@@ -220,6 +232,7 @@ class SurrogateStrategy(Strategy):
             )
         self._keys = {}
         self._codes = {}
+        self._everything = None
 
     # -- ask / tell ---------------------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -270,6 +283,81 @@ class SurrogateStrategy(Strategy):
                 code = self._codes[arch] = np.concatenate(parts)
             rows.append(code)
         return np.stack(rows)
+
+    def candidates_for(
+        self,
+        parents: list[Architecture],
+        score: Callable[[list[Architecture]], np.ndarray],
+        n_random: int,
+        local_rounds: int,
+        width: int,
+    ) -> tuple[list[Architecture], np.ndarray]:
+        """The architectures to rank with the model, and their codes.
+
+        ``candidates="all"`` (what ``"auto"`` picks for spaces of at most ``EXHAUSTIVE_LIMIT``
+        combinations) takes every distinct architecture not proposed yet, so the model's choice is
+        exact; ``"local"`` (``"auto"`` on larger spaces) takes the neighbours and double mutations of
+        ``parents`` plus ``n_random`` samples, grown by ``local_rounds`` of greedy local search on
+        ``score``.
+        """
+        if self.candidates != "local":
+            everything = self.unseen_everything()
+            if everything is not None:
+                return everything
+            if self.candidates == "all":
+                raise ConfigError(
+                    f"candidates='all' needs a space of at most {EXHAUSTIVE_LIMIT} combinations; "
+                    f"{self.space.name!r} has {self.space.size():.3g}. Use 'auto' or 'local'"
+                )
+        pool = candidate_pool(
+            self.space,
+            parents,
+            self.rng,
+            self.key,
+            self._seen,
+            neighbours_per_parent=50,
+            mutations_per_parent=2,
+            n_random=n_random,
+        )
+        if not pool:
+            return [], np.zeros((0, 0))
+        archs, _ = local_search(self.space, pool, score, self.key, self._seen, local_rounds, width)
+        return archs, self.encode(archs)
+
+    def unseen_everything(self) -> tuple[list[Architecture], np.ndarray] | None:
+        """Every distinct architecture not proposed yet and its code; None for spaces too large.
+
+        One representative per canonical key, in enumeration order. The enumeration and encoding run
+        once, at the first call (for NAS-Bench-201: 15,625 cells, 6,466 distinct, under a second);
+        afterwards each call only filters out what was proposed since.
+        """
+        if self.space.size() > EXHAUSTIVE_LIMIT:
+            return None
+        if self._everything is None:
+            archs: list[Architecture] = []
+            index: dict[str, int] = {}
+            for arch in self.space.enumerate():
+                index.setdefault(self.space.canonical(arch), len(archs))
+                if len(index) > len(archs):
+                    archs.append(arch)
+            codes = (
+                np.hstack(
+                    [
+                        np.stack([np.asarray(self.space.encode(a, k), dtype=float) for a in archs])
+                        for k in self._kinds
+                    ]
+                )
+                if archs
+                else np.zeros((0, 0))
+            )
+            self._everything = (archs, index, codes, np.ones(len(archs), dtype=bool), set())
+        archs, index, codes, unseen, marked = self._everything
+        for k in self._seen - marked:  # only what was proposed since the last call
+            if k in index:
+                unseen[index[k]] = False
+        marked |= self._seen
+        keep = np.flatnonzero(unseen)
+        return [archs[i] for i in keep], codes[keep]
 
     def top_parents(self, targets: np.ndarray, count: int) -> list[Architecture]:
         """The ``count`` best distinct architectures of the history by model target."""

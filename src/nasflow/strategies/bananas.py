@@ -13,9 +13,7 @@ from nasflow.errors import ConfigError
 from nasflow.space.architecture import Architecture
 from nasflow.strategies.acquisition import (
     SurrogateStrategy,
-    candidate_pool,
     independent_thompson,
-    local_search,
     model_targets,
 )
 
@@ -138,6 +136,10 @@ class Bananas(SurrogateStrategy):
         weight_decay: L2 penalty added to the gradient.
         encoding: the features, a name or a list of names (concatenated); None means
             ``preferred_encoding(space)``: the path encoding on NAS-Bench-201, one-hot elsewhere.
+        candidates: ``"local"`` (mutations of the best, BANANAS's own choice), ``"all"`` (rank every
+            distinct unseen architecture; small spaces such as NAS-Bench-201) or ``"auto"`` (``"all"``
+            where the space allows it); see :meth:`SurrogateStrategy.candidates_for`. On NAS-Bench-201
+            ``"all"`` gave the same accuracy as ``"local"`` (docs/benchmarks.md) at several times the cost.
         n_parents: best architectures whose neighbourhoods become candidates.
         n_random: random samples added to the candidates.
         local_rounds: rounds of greedy neighbour expansion on the ensemble's mean.
@@ -156,12 +158,13 @@ class Bananas(SurrogateStrategy):
         lr: float = 0.01,
         weight_decay: float = 1e-4,
         encoding: str | Sequence[str] | None = None,
+        candidates: str = "local",
         n_parents: int = 10,
         n_random: int = 100,
         local_rounds: int = 2,
         refit_growth: float = 0.1,
     ) -> None:
-        super().__init__(initial_samples, encoding)
+        super().__init__(initial_samples, encoding, candidates)
         for label, value, low in (
             ("ensemble_size", ensemble_size, 2),
             ("steps", steps, 1),
@@ -224,24 +227,15 @@ class Bananas(SurrogateStrategy):
 
     def _propose_batch(self, n: int, weights: np.ndarray) -> list[Architecture]:
         model = self._ensemble(weights)
-        pool = candidate_pool(
-            self.space,
-            self.top_parents(model_targets(self._history, weights), self.n_parents),
-            self.rng,
-            self.key,
-            self._seen,
-            neighbours_per_parent=50,
-            mutations_per_parent=2,
-            n_random=self.n_random,
-        )
-        if not pool:
-            return []
 
         def mean(archs: list[Architecture]) -> np.ndarray:
             return model.predict(self.encode(archs)).mean(0)
 
-        pool, _ = local_search(self.space, pool, mean, self.key, self._seen, self.local_rounds, width=5)
-        predictions = model.predict(self.encode(pool))
+        parents = self.top_parents(model_targets(self._history, weights), self.n_parents)
+        pool, codes = self.candidates_for(parents, mean, self.n_random, self.local_rounds, width=5)
+        if not pool:
+            return []
+        predictions = model.predict(codes)
         draws = independent_thompson(predictions.mean(0), predictions.std(0), self.rng)
         return [pool[int(i)] for i in np.argsort(-draws, kind="stable")[:n]]
 

@@ -13,12 +13,11 @@ from nasflow.errors import ConfigError
 from nasflow.space.architecture import Architecture
 from nasflow.strategies.acquisition import (
     SurrogateStrategy,
-    candidate_pool,
     expected_improvement,
-    local_search,
     model_targets,
     upper_confidence_bound,
 )
+from nasflow.strategies.common import one_blas_thread
 from nasflow.trial import FrozenTrial
 
 #: lengthscales tried, as multiples of the median distance between the training architectures
@@ -100,10 +99,12 @@ class GaussianProcessBO(SurrogateStrategy):
     After ``initial_samples`` distinct random architectures, every ask fits a :class:`HammingGP` to all
     finished trials (rank-normalised :func:`model_targets`; several objectives are scalarised with
     fresh random weights at each ask, as in ParEGO) and proposes the candidate with the largest
-    acquisition value. Candidates are the single-decision neighbours and double mutations of the
-    ``n_parents`` best architectures plus ``n_random`` random samples, refined by ``local_rounds``
-    rounds of greedy local search on the acquisition; a canonical key proposed before is never a
-    candidate.
+    acquisition value. With ``candidates="all"`` (what ``"auto"`` picks for spaces of at most
+    ``EXHAUSTIVE_LIMIT`` combinations, e.g. NAS-Bench-201) the acquisition is maximised exactly: every
+    distinct architecture not proposed yet is scored. With ``"local"`` (``"auto"`` on larger spaces)
+    the candidates are the single-decision neighbours and double mutations of the ``n_parents`` best
+    architectures plus ``n_random`` random samples, refined by ``local_rounds`` rounds of greedy local
+    search on the acquisition. A canonical key proposed before is never a candidate.
 
     Parallel proposals use the kriging believer: within a batch (``ask(n)``), each pick is added to
     the GP as a fantasy observation equal to its posterior mean before the next pick is scored, which
@@ -118,9 +119,11 @@ class GaussianProcessBO(SurrogateStrategy):
         encoding: the encoding(s) the kernel compares, a name or a list of names (concatenated); the
             default ``"onehot"`` makes the kernel an exponentiated Hamming kernel on the decisions.
             ``None`` means ``preferred_encoding(space)`` (``path`` on NAS-Bench-201).
-        n_parents: best architectures whose neighbourhoods are searched.
-        n_random: random samples added to the candidates.
-        local_rounds: rounds of greedy neighbour expansion on the acquisition function.
+        candidates: ``"auto"``, ``"all"`` (score every unseen architecture; spaces of at most
+            ``EXHAUSTIVE_LIMIT`` combinations) or ``"local"`` (mutation-based pool, any space).
+        n_parents: best architectures whose neighbourhoods are searched (``"local"`` only).
+        n_random: random samples added to the candidates (``"local"`` only).
+        local_rounds: rounds of greedy neighbour expansion on the acquisition (``"local"`` only).
     """
 
     name = "bo"
@@ -132,11 +135,12 @@ class GaussianProcessBO(SurrogateStrategy):
         beta: float = 2.0,
         xi: float = 0.0,
         encoding: str | Sequence[str] | None = "onehot",
+        candidates: str = "auto",
         n_parents: int = 10,
         n_random: int = 100,
         local_rounds: int = 2,
     ) -> None:
-        super().__init__(initial_samples, encoding)
+        super().__init__(initial_samples, encoding, candidates)
         if acquisition not in ("ei", "ucb"):
             raise ConfigError(f"acquisition must be 'ei' or 'ucb', got {acquisition!r}")
         if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
@@ -173,6 +177,10 @@ class GaussianProcessBO(SurrogateStrategy):
             self._pending = [a for a in self._pending if self.key(Architecture(a)) != done]
 
     def _propose_batch(self, n: int, weights: np.ndarray) -> list[Architecture]:
+        with one_blas_thread():
+            return self._propose_with_model(n, weights)
+
+    def _propose_with_model(self, n: int, weights: np.ndarray) -> list[Architecture]:
         gp, y = self.fit(weights)
         best = float(y.max())
         if self._pending:
@@ -180,33 +188,29 @@ class GaussianProcessBO(SurrogateStrategy):
             code = self.encode([Architecture(a) for a in self._pending])
             gp = gp.believe(code, gp.predict(code)[0])
 
-        def score(archs: list[Architecture], model: HammingGP = gp) -> np.ndarray:
-            mean, std = model.predict(self.encode(archs))
+        def score_codes(codes: np.ndarray, model: HammingGP) -> np.ndarray:
+            mean, std = model.predict(codes)
             if self.acquisition == "ei":
                 return expected_improvement(mean, std, best, self.xi)
             return upper_confidence_bound(mean, std, self.beta)
 
-        pool = candidate_pool(
-            self.space,
+        candidates, codes = self.candidates_for(
             self.top_parents(y, self.n_parents),
-            self.rng,
-            self.key,
-            self._seen,
-            neighbours_per_parent=50,
-            mutations_per_parent=2,
-            n_random=self.n_random,
+            lambda archs: score_codes(self.encode(archs), gp),
+            self.n_random,
+            self.local_rounds,
+            width=3,
         )
-        candidates, values = local_search(
-            self.space, pool, score, self.key, self._seen, self.local_rounds, width=3
-        )
+        values = score_codes(codes, gp) if len(candidates) else np.zeros(0)
         picks: list[Architecture] = []
-        while candidates:
-            picks.append(candidates.pop(int(np.argmax(values))))
+        while len(candidates):
+            i = int(np.argmax(values))
+            picks.append(candidates.pop(i))
+            picked, codes = codes[i : i + 1], np.delete(codes, i, axis=0)
             if len(picks) == n or not candidates:
                 break
-            code = self.encode(picks[-1:])
-            gp = gp.believe(code, gp.predict(code)[0])
-            values = score(candidates, gp)
+            gp = gp.believe(picked, gp.predict(picked)[0])
+            values = score_codes(codes, gp)
         return picks
 
     def state_dict(self) -> dict[str, Any]:

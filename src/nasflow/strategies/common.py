@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
@@ -12,6 +14,20 @@ from nasflow.strategies.fitness import Scored
 
 #: how much one unit of constraint violation costs in scalar fitness; large so feasibility comes first
 VIOLATION_PENALTY = 1e6
+
+_blas: ThreadpoolController | None = None
+
+
+def one_blas_thread() -> Any:
+    """A context that runs BLAS single-threaded.
+
+    Surrogate models work on matrices a few hundred wide; on them a threaded BLAS spends more time waking and
+    synchronising threads than computing, and on a busy machine a fit became 40x slower.
+    """
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()  # scanning the loaded libraries once costs a millisecond
+    return _blas.limit(limits=1, user_api="blas")
 
 
 def preferred_encoding(space: DecisionSpace) -> str:

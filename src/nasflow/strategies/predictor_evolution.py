@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from nasflow.errors import ConfigError, SearchExhausted
 from nasflow.space.architecture import Architecture
 from nasflow.strategies.base import Strategy
-from nasflow.strategies.common import encode_all, preferred_encoding
+from nasflow.strategies.common import encode_all, one_blas_thread, preferred_encoding
 from nasflow.strategies.fitness import Scored, select_best
 from nasflow.trial import FrozenTrial
 
@@ -20,20 +19,6 @@ _MAX_REDRAWS = 1000
 #: Newton iterations of a ranker fit (it usually converges in 5-10) and the loss change that stops it
 _NEWTON_STEPS = 50
 _TOLERANCE = 1e-10
-
-_blas: ThreadpoolController | None = None
-
-
-def _one_blas_thread() -> Any:
-    """A context that runs BLAS single-threaded.
-
-    The ranker's matrices are a few hundred wide; on them a threaded BLAS spends more time waking and
-    synchronising threads than computing, and on a busy machine a fit became 40x slower.
-    """
-    global _blas
-    if _blas is None:
-        _blas = ThreadpoolController()  # scanning the loaded libraries once costs a millisecond
-    return _blas.limit(limits=1, user_api="blas")
 
 
 def better_matrix(values: np.ndarray, violation: np.ndarray) -> np.ndarray:
@@ -79,7 +64,7 @@ class PairwiseRanker:
         # The weights always lie in the span of the observations (the gradient does, and we start at
         # zero), so with more features than observations we solve in that span instead: same optimum,
         # at most n unknowns.
-        with _one_blas_thread():
+        with one_blas_thread():
             basis = None
             if features.shape[1] > features.shape[0]:
                 _, _, vt = np.linalg.svd(features, full_matrices=False)
