@@ -7,6 +7,9 @@ settings: 10 epochs, seed 0) and evaluated on the validation split and, with the
 the held-out test split. The search itself never sees the test split. As a reference, ``--random``
 architectures drawn uniformly (seed 0) are trained the same way.
 
+One more DARTS run with ``--long`` epochs (100, seed 0) shows whether DARTS drifts towards
+parameter-free operations when it trains longer, as it does on CIFAR-10.
+
 When the ``nb201-digits`` table (``nasflow.benchmarks.digits``) is shipped and holds the derived
 network, its tabulated validation/test accuracy is reported too.
 
@@ -18,7 +21,7 @@ be resumed.
 
 Usage::
 
-    python benchmarks/oneshot_digits.py                          # 7 searches x 5 seeds, ~1 h CPU
+    python benchmarks/oneshot_digits.py       # 7 searches x 5 seeds + 100-epoch DARTS, ~1 h CPU
     python benchmarks/oneshot_digits.py --searches darts gdas --seeds 0-1
 
 Prints a markdown table and writes ``benchmarks/results/oneshot_digits.json``.
@@ -85,7 +88,7 @@ def table_lookup(arch_str: str) -> dict[str, float] | None:
         key = representative(arch_str)
         if key is None:
             return None
-        row = load_nb201_digits().lookup(key)  # type: ignore[attr-defined]
+        row = load_nb201_digits().row(key)
         return {"table_val_accuracy": float(row["valid_acc"]), "table_test_accuracy": float(row["test_acc"])}
     except Exception:  # noqa: BLE001 - the table is optional; any problem means "not available"
         return None
@@ -100,8 +103,8 @@ def cell_counts(arch: Architecture) -> dict[str, int]:
     }
 
 
-def run_search(name: str, seed: int, task: Task, scratch: FromScratch) -> dict[str, Any]:
-    search = catalog.get_oneshot(name, space=SPACE, seed=seed)
+def run_search(name: str, seed: int, task: Task, scratch: FromScratch, **options: Any) -> dict[str, Any]:
+    search = catalog.get_oneshot(name, space=SPACE, seed=seed, **options)
     wall, cpu = time.perf_counter(), time.process_time()
     result = search.fit(task)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -165,16 +168,25 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_mean(random_rows, 'skip_connections')} | "
             f"{_mean(random_rows, 'pools')} | {_mean(random_rows, 'parameter_free')} | - | - | - |"
         )
+    long = results.get("long_darts")
+    if long:
+        lines.append(
+            f"| darts, {long['epochs_run']} epochs (seed 0) | {long['test_accuracy']:.2f} | "
+            f"{long['val_accuracy']:.2f} | {long['params']:.0f} | {long['ws_score']:.2f} | "
+            f"{long['skip_connections']} | {long['pools']} | {long['parameter_free']} | "
+            f"{long['epochs_run']} | {long['search_wall_s']:.0f} | {long['search_cpu_s']:.0f} |"
+        )
     lines += [
         "",
-        "| search | seed | derived architecture | test % | skips | stopped early |",
-        "|---|---|---|---|---|---|",
+        "| search | seed | derived architecture | test % | skips | epochs | stopped early |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in sorted(results["runs"], key=lambda r: (SEARCHES.index(r["search"]), r["seed"])):
         stopped = r["stopped_early"] or ""
+        arch = r["arch"].replace("|", "\\|")  # a bare | would end the table cell
         lines.append(
-            f"| {r['search']} | {r['seed']} | `{r['arch']}` | {r['test_accuracy']:.2f} | "
-            f"{r['skip_connections']} | {stopped} |"
+            f"| {r['search']} | {r['seed']} | `{arch}` | {r['test_accuracy']:.2f} | "
+            f"{r['skip_connections']} | {r['epochs_run']} | {stopped} |"
         )
     return "\n".join(lines)
 
@@ -189,6 +201,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the output file")
     parser.add_argument("--report", action="store_true", help="only print the table of the output file")
+    parser.add_argument(
+        "--long", type=int, default=100, help="epochs of one extra DARTS run (seed 0) probing for collapse"
+    )
     args = parser.parse_args()
     if args.report:
         print(markdown(json.loads(args.output.read_text())))
@@ -230,6 +245,9 @@ def main() -> None:
                 f"{record['search_cpu_s']:.0f} s CPU)",
                 flush=True,
             )
+    if args.long and results.get("long_darts", {}).get("epochs_run") != args.long:
+        results["long_darts"] = run_search("darts", 0, task, scratch, epochs=args.long)
+        save()
     print(markdown(results))
 
 

@@ -113,18 +113,8 @@ ONESHOT.register("spos", "nasflow.oneshot.spos:SPOS", "SPOS: uniform single-path
 ONESHOT.register(
     "rsws", "nasflow.oneshot.spos:RSWS", "random search with weight sharing (Li & Talwalkar 2019)"
 )
-# Weight-inheritance searches own their training loop too, but are not supernet searches
-# (no OneShotSearch, no rank()): they run as HillClimb(...).fit(task, study), see docs/morphism.md.
-ONESHOT.register(
-    "hill-climb",
-    "nasflow.morphism.hill_climb:HillClimb",
-    "NASH: hill climbing with function-preserving morphisms (macro space)",
-)
-ONESHOT.register(
-    "neuroevolution",
-    "nasflow.morphism.neuroevolution:Neuroevolution",
-    "aging evolution, children inherit weights by morphism (macro space)",
-)
+# hill-climb and neuroevolution (nasflow.morphism) own their training loop too but are not supernet
+# searches: they run from the API as HillClimb(...).fit(task, study); see docs/morphism.md.
 
 PRUNERS.register(
     "median",

@@ -24,7 +24,7 @@ class SearchConfig(BaseModel):
 
     space: str = "nb201"
     space_options: dict[str, Any] | None = None
-    strategy: str = "evolution"
+    strategy: str = "bananas"
     strategy_options: dict[str, Any] | None = None
     evaluator: str = "train"
     evaluator_options: dict[str, Any] = Field(default_factory=dict)

@@ -135,11 +135,12 @@ class Bananas(SurrogateStrategy):
         lr: Adam's learning rate.
         weight_decay: L2 penalty added to the gradient.
         encoding: the features, a name or a list of names (concatenated); None means
-            ``preferred_encoding(space)``: the path encoding on NAS-Bench-201, one-hot elsewhere.
-        candidates: ``"local"`` (mutations of the best, BANANAS's own choice), ``"all"`` (rank every
-            distinct unseen architecture; small spaces such as NAS-Bench-201) or ``"auto"`` (``"all"``
-            where the space allows it); see :meth:`SurrogateStrategy.candidates_for`. On NAS-Bench-201
-            ``"all"`` gave the same accuracy as ``"local"`` (docs/benchmarks.md) at several times the cost.
+            ``preferred_encoding(space)`` (the path encoding of the BANANAS paper on NAS-Bench-201).
+            The default one-hot features measured better on NAS-Bench-201 (docs/strategies/bananas.md).
+        candidates: ``"auto"`` (``"all"`` where the space allows it, else ``"local"``), ``"all"`` (rank
+            every distinct unseen architecture; spaces of at most ``EXHAUSTIVE_LIMIT`` combinations,
+            such as NAS-Bench-201) or ``"local"`` (mutations of the best, as in the BANANAS paper); see
+            :meth:`SurrogateStrategy.candidates_for`.
         n_parents: best architectures whose neighbourhoods become candidates.
         n_random: random samples added to the candidates.
         local_rounds: rounds of greedy neighbour expansion on the ensemble's mean.
@@ -157,8 +158,8 @@ class Bananas(SurrogateStrategy):
         steps: int = 100,
         lr: float = 0.01,
         weight_decay: float = 1e-4,
-        encoding: str | Sequence[str] | None = None,
-        candidates: str = "local",
+        encoding: str | Sequence[str] | None = "onehot",
+        candidates: str = "auto",
         n_parents: int = 10,
         n_random: int = 100,
         local_rounds: int = 2,

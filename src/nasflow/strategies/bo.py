@@ -101,8 +101,9 @@ class GaussianProcessBO(SurrogateStrategy):
     fresh random weights at each ask, as in ParEGO) and proposes the candidate with the largest
     acquisition value. With ``candidates="all"`` (what ``"auto"`` picks for spaces of at most
     ``EXHAUSTIVE_LIMIT`` combinations, e.g. NAS-Bench-201) the acquisition is maximised exactly: every
-    distinct architecture not proposed yet is scored. With ``"local"`` (``"auto"`` on larger spaces)
-    the candidates are the single-decision neighbours and double mutations of the ``n_parents`` best
+    distinct architecture not proposed yet is scored; the GP's variance over thousands of candidates
+    then dominates the cost (O(candidates x history^2)), which is why it is not the default. With
+    ``"local"`` (the default, and ``"auto"`` on larger spaces) the candidates are the single-decision neighbours and double mutations of the ``n_parents`` best
     architectures plus ``n_random`` random samples, refined by ``local_rounds`` rounds of greedy local
     search on the acquisition. A canonical key proposed before is never a candidate.
 
@@ -119,8 +120,9 @@ class GaussianProcessBO(SurrogateStrategy):
         encoding: the encoding(s) the kernel compares, a name or a list of names (concatenated); the
             default ``"onehot"`` makes the kernel an exponentiated Hamming kernel on the decisions.
             ``None`` means ``preferred_encoding(space)`` (``path`` on NAS-Bench-201).
-        candidates: ``"auto"``, ``"all"`` (score every unseen architecture; spaces of at most
-            ``EXHAUSTIVE_LIMIT`` combinations) or ``"local"`` (mutation-based pool, any space).
+        candidates: ``"local"`` (mutation-based pool, any space), ``"all"`` (score every unseen
+            architecture; spaces of at most ``EXHAUSTIVE_LIMIT`` combinations) or ``"auto"`` (``"all"``
+            where allowed).
         n_parents: best architectures whose neighbourhoods are searched (``"local"`` only).
         n_random: random samples added to the candidates (``"local"`` only).
         local_rounds: rounds of greedy neighbour expansion on the acquisition (``"local"`` only).
@@ -135,7 +137,7 @@ class GaussianProcessBO(SurrogateStrategy):
         beta: float = 2.0,
         xi: float = 0.0,
         encoding: str | Sequence[str] | None = "onehot",
-        candidates: str = "auto",
+        candidates: str = "local",
         n_parents: int = 10,
         n_random: int = 100,
         local_rounds: int = 2,
