@@ -105,7 +105,8 @@ class GaussianProcessBO(SurrogateStrategy):
     then dominates the cost (O(candidates x history^2)), which is why it is not the default. With
     ``"local"`` (the default, and ``"auto"`` on larger spaces) the candidates are the single-decision
     neighbours and double mutations of the ``n_parents`` best architectures plus ``n_random`` random
-    samples, refined by ``local_rounds`` rounds of greedy local search on the acquisition. A canonical key proposed before is never a candidate.
+    samples, refined by ``local_rounds`` rounds of greedy local search on the acquisition.
+    A canonical key proposed before is never a candidate.
 
     Parallel proposals use the kriging believer: within a batch (``ask(n)``), each pick is added to
     the GP as a fantasy observation equal to its posterior mean before the next pick is scored, which
