@@ -113,8 +113,18 @@ ONESHOT.register("spos", "nasflow.oneshot.spos:SPOS", "SPOS: uniform single-path
 ONESHOT.register(
     "rsws", "nasflow.oneshot.spos:RSWS", "random search with weight sharing (Li & Talwalkar 2019)"
 )
-# hill-climb and neuroevolution (nasflow.morphism) own their training loop too but are not supernet
-# searches: they run from the API as HillClimb(...).fit(task, study); see docs/morphism.md.
+# Weight-inheritance searches own their training loop too (no supernet): `nasflow search` runs them
+# with HillClimb(...).fit(task, study), which records every network they train as a trial.
+ONESHOT.register(
+    "hill-climb",
+    "nasflow.morphism.hill_climb:HillClimb",
+    "NASH: hill climbing with function-preserving morphisms (macro space)",
+)
+ONESHOT.register(
+    "neuroevolution",
+    "nasflow.morphism.neuroevolution:Neuroevolution",
+    "aging evolution, children inherit weights by morphism (macro space)",
+)
 
 PRUNERS.register(
     "median",

@@ -221,3 +221,21 @@ def test_evaluate_rejects_invalid_architecture_strings(capsys, arch: str, messag
     code, _, err = run(capsys, "evaluate", arch, "--evaluator", "tabular")
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2
+
+
+@pytest.mark.slow
+def test_hill_climb_runs_from_the_cli_and_records_every_trained_network(capsys, tmp_path) -> None:
+    config = tmp_path / "hc.yaml"
+    config.write_text(
+        "space: macro\nstrategy: hill-climb\nstrategy_options: {n_steps: 1, n_children: 2, "
+        "initial_epochs: 1, epochs_per_child: 1, data_fraction: 0.3}\n"
+    )
+    db = f"sqlite:///{tmp_path / 'hc.db'}"
+    code, out, _ = run(capsys, "search", "--config", str(config), "--storage", db, "--name", "hc", "--quiet")
+    assert code == 0
+    assert "hill-climb ended on " in out
+    study = nf.load_study("hc", storage=db)
+    trials = study.trials()
+    # the initial network, then one step with two morphed children
+    assert len(trials) == 3 and all(t.state is nf.TrialState.COMPLETE for t in trials)
+    assert f"hill-climb ended on {study.best().arch_str} " in out

@@ -98,7 +98,10 @@ def search(
     output_console().print(trials_table(top, f"top {len(top)} architectures of {study.name}", metrics))
     best = study.best()
     print(f"best: trial {best.number} {best.arch_str}")
-    if oneshot is not None:
+    if oneshot is not None and "accuracy" in oneshot:
+        accuracy = f"{oneshot['accuracy']:.2f}% with inherited weights"
+        print(f"{oneshot['search']} ended on {oneshot['arch_str']} ({accuracy})")
+    elif oneshot is not None:
         score = f"weight-sharing accuracy {oneshot['ws_score']:.2f}%"
         print(f"{oneshot['search']} derived {oneshot['arch_str']} ({score})")
         if oneshot["log"]:
@@ -110,10 +113,13 @@ def _run_oneshot(study: Any, cfg: Any, console: Console) -> dict[str, Any]:
     """Fit the study's one-shot search, then train its choice from scratch as the study's trial(s)."""
     from rich.progress import Progress
 
+    from nasflow.morphism.base import MorphismSearch
     from nasflow.oneshot.run import run_oneshot
     from nasflow.tasks import BUILTIN_DATASETS, Task, load_task
 
     search = study.strategy.search
+    if isinstance(search, MorphismSearch):
+        return _run_morphism(study, search, cfg)
     task = None  # run_oneshot takes the training evaluator's task, or explains why there is none
     dataset = cfg.dataset or "digits"
     has_task = isinstance(getattr(study.evaluator, "task", None), Task)
@@ -135,4 +141,24 @@ def _run_oneshot(study: Any, cfg: Any, console: Console) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
         "seconds": result.seconds,
         "log": None if run.log_path is None else str(run.log_path),
+    }
+
+
+def _run_morphism(study: Any, search: Any, cfg: Any) -> dict[str, Any]:
+    """Run a weight-inheritance search; every network it trains becomes a trial of the study."""
+    from nasflow.errors import ConfigError
+    from nasflow.space.macro import MacroSpace
+    from nasflow.tasks import load_task
+
+    if not isinstance(study.space, MacroSpace):
+        raise ConfigError(f"{search.name} grows macro networks: run it with --space macro")
+    search.seed = study.seed  # the study's seed drives the search, as for every other strategy
+    result = search.fit(load_task(cfg.dataset or "digits", data=cfg.data), study=study)
+    return {
+        "search": search.name,
+        "arch_str": study.space.format(result.best_arch),
+        "accuracy": result.best_accuracy,
+        "epochs": result.total_epochs,
+        "seconds": result.seconds,
+        "log": None,
     }

@@ -48,9 +48,13 @@ class OneShotStrategy(Strategy):
     through :func:`run_oneshot` (or ``nasflow search``), not ``Study.optimize``.
     """
 
-    def __init__(self, search: OneShotSearch) -> None:
-        if not isinstance(search, OneShotSearch):
-            raise ConfigError(f"OneShotStrategy needs a OneShotSearch, got {type(search).__name__}")
+    def __init__(self, search: Any) -> None:
+        from nasflow.morphism.base import MorphismSearch
+
+        if not isinstance(search, (OneShotSearch, MorphismSearch)):
+            raise ConfigError(
+                f"OneShotStrategy needs a OneShotSearch or a MorphismSearch, got {type(search).__name__}"
+            )
         self.search = search
         self.name = search.name
 
