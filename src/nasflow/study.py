@@ -162,11 +162,7 @@ class Study:
         not stop it: this architecture was asked for by name.
         """
         self._prepare()
-        assert self.space is not None
-        arch = self.space.validate(Architecture(arch) if not isinstance(arch, Architecture) else arch)
-        record = self._store.create_trial(
-            self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch), {}
-        )
+        record, arch = self._create_record(arch, {})
         context = EvalContext(trial_number=record.number, seed=trial_seed(self.seed, record.number))
         try:
             outcome = run_evaluation(self.evaluator, arch, context)  # type: ignore[arg-type]
@@ -187,11 +183,7 @@ class Study:
         strategy is told, and the trial counts towards the budget like any other.
         """
         self._prepare()
-        assert self.space is not None
-        arch = self.space.validate(Architecture(arch) if not isinstance(arch, Architecture) else arch)
-        record = self._store.create_trial(
-            self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch), {}
-        )
+        record, arch = self._create_record(arch, {})
         steps = sorted((int(k), {n: float(v) for n, v in m.items()}) for k, m in (intermediate or {}).items())
         measurement = Measurement({n: float(v) for n, v in metrics.items()})
         return self._finish_trial(record, arch, Outcome(measurement, None, steps))
@@ -246,7 +238,14 @@ class Study:
         assert self.space is not None and self.strategy is not None
         proposed = self.strategy.ask(1)[0]
         fidelity = proposed.fidelity if isinstance(proposed, Suggestion) else {}
-        arch = self.space.validate(proposed.arch if isinstance(proposed, Suggestion) else proposed)
+        return self._create_record(proposed.arch if isinstance(proposed, Suggestion) else proposed, fidelity)
+
+    def _create_record(
+        self, arch: Architecture | Mapping[str, Any], fidelity: dict[str, float]
+    ) -> tuple[TrialRecord, Architecture]:
+        """Validate ``arch`` and store it as a new RUNNING trial."""
+        assert self.space is not None
+        arch = self.space.validate(arch if isinstance(arch, Architecture) else Architecture(arch))
         record = self._store.create_trial(
             self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch), fidelity
         )

@@ -299,3 +299,10 @@ def test_unknown_encoding_is_rejected_at_setup(name: str) -> None:
     strategy = nf.get_strategy(name, encoding="path")
     with pytest.raises(ConfigError, match="encoding"):
         strategy.setup(small_space(), ONE, 0)
+
+
+@pytest.mark.parametrize("name", ["bo", "bananas"])
+def test_all_candidates_on_a_space_too_large_to_enumerate_fails_at_setup(name: str) -> None:
+    strategy = nf.get_strategy(name, candidates="all")
+    with pytest.raises(nf.ConfigError, match="candidates='all' needs a space of at most 50000"):
+        strategy.setup(nf.get_space("darts"), [nf.Objective("accuracy", "max")], 0)

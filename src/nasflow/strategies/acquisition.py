@@ -230,6 +230,11 @@ class SurrogateStrategy(Strategy):
                 f"encoding {unknown[0]!r} is not offered by space {space.name!r}; "
                 f"allowed: {list(space.encodings())} or None"
             )
+        if self.candidates == "all" and space.size() > EXHAUSTIVE_LIMIT:
+            raise ConfigError(
+                f"candidates='all' needs a space of at most {EXHAUSTIVE_LIMIT} combinations; "
+                f"{space.name!r} has {space.size():.3g}. Use 'auto' or 'local'"
+            )
         self._keys = {}
         self._codes = {}
         self._everything = None
@@ -301,14 +306,9 @@ class SurrogateStrategy(Strategy):
         ``score``.
         """
         if self.candidates != "local":
-            everything = self.unseen_everything()
+            everything = self.unseen_everything()  # None only for "auto" on a large space (see setup)
             if everything is not None:
                 return everything
-            if self.candidates == "all":
-                raise ConfigError(
-                    f"candidates='all' needs a space of at most {EXHAUSTIVE_LIMIT} combinations; "
-                    f"{self.space.name!r} has {self.space.size():.3g}. Use 'auto' or 'local'"
-                )
         pool = candidate_pool(
             self.space,
             parents,
