@@ -19,7 +19,7 @@ from nasflow.objectives.spec import Constraint, Objective
 from nasflow.pruners.base import Pruner, PruningHistory, PruningMonitor
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
-from nasflow.storage import ExperimentStore, TrialRecord
+from nasflow.storage import ExperimentStore, ResultRecord, TrialRecord
 from nasflow.strategies.base import Strategy, Suggestion
 from nasflow.trial import INTERRUPTED, FrozenTrial, TrialState, objective_values, total_violation
 
@@ -358,6 +358,14 @@ class Study:
             unique.setdefault(trial.canonical, trial)
         first = self.objectives[0]
         return sorted(unique.values(), key=lambda t: -first.oriented(t.values[0]))  # type: ignore[index]
+
+    def add_result(self, kind: str, payload: Mapping[str, Any]) -> ResultRecord:
+        """Store a JSON result (e.g. a retrained model's validation) in the study's database."""
+        return self._store.add_result(self._study_id, kind, dict(payload))
+
+    def results(self, kind: str | None = None) -> list[ResultRecord]:
+        """Results stored with :meth:`add_result`, oldest first, only those of ``kind`` if given."""
+        return self._store.get_results(self._study_id, kind)
 
     @property
     def directions(self) -> list[str]:

@@ -148,10 +148,17 @@ def _tables(path: Path) -> set[str]:
 def test_schema_tables_and_version(tmp_path: Path) -> None:
     path = tmp_path / "studies.db"
     open_store(f"sqlite:///{path}").close()
-    assert {"nasflow_meta", "studies", "trials", "intermediate_values", "strategy_states"} <= _tables(path)
+    assert {
+        "nasflow_meta",
+        "studies",
+        "trials",
+        "intermediate_values",
+        "strategy_states",
+        "study_results",
+    } <= _tables(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM nasflow_meta WHERE key = 'schema_version'").fetchone() == (
-            "1",
+            "2",
         )
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -222,9 +229,35 @@ def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "studies.db"
     open_store(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE nasflow_meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("UPDATE nasflow_meta SET value = '3' WHERE key = 'schema_version'")
     with pytest.raises(StorageError, match="newer nasflow"):
         open_store(f"sqlite:///{path}")
+
+
+def test_version_1_database_is_migrated_and_keeps_its_trials(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = open_store(f"sqlite:///{path}")
+    study = store.create_study("old", {"seed": 3})
+    trial = store.create_trial(study.study_id, {"op": "a"}, "a", "a")
+    store.finish_trial(trial.trial_id, TrialState.COMPLETE, {"acc": 0.5})
+    store.close()
+    # what nasflow 0.1 with schema version 1 wrote: no study_results table
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE study_results")
+        conn.execute("UPDATE nasflow_meta SET value = '1' WHERE key = 'schema_version'")
+    store = open_store(f"sqlite:///{path}")
+    try:
+        loaded = store.load_study("old")
+        assert [t.metrics for t in store.get_trials(loaded.study_id)] == [{"acc": 0.5}]
+        store.add_result(loaded.study_id, "export", {"test_accuracy": 99.0})
+        assert [r.payload for r in store.get_results(loaded.study_id)] == [{"test_accuracy": 99.0}]
+    finally:
+        store.close()
+    assert "study_results" in _tables(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM nasflow_meta WHERE key = 'schema_version'").fetchone() == (
+            "2",
+        )
 
 
 # ----------------------------------------------------------------- atomicity and concurrency

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from nasflow.errors import StorageError, StudyExistsError, StudyNotFoundError
-from nasflow.storage.base import URL_FORMS, ExperimentStore, StudyRecord, TrialRecord
+from nasflow.storage.base import URL_FORMS, ExperimentStore, ResultRecord, StudyRecord, TrialRecord
 from nasflow.storage.memory import InMemoryStore
 
 
@@ -47,6 +47,7 @@ __all__ = [
     "StudyExistsError",
     "StudyNotFoundError",
     "StudyRecord",
+    "ResultRecord",
     "TrialRecord",
     "open_store",
 ]

@@ -67,6 +67,25 @@ class TrialRecord:
     fidelity: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ResultRecord:
+    """A result attached to a study after its search, e.g. an exported model's validation.
+
+    Attributes:
+        result_id: id unique across the whole store, increasing in creation order.
+        study_id: the study it belongs to.
+        kind: what it is, e.g. ``"export"``; readers filter on it.
+        payload: its JSON content.
+        created_at: UTC time it was added.
+    """
+
+    result_id: int
+    study_id: int
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
 class ExperimentStore(ABC):
     """Where studies, trials and strategy states are kept.
 
@@ -148,6 +167,14 @@ class ExperimentStore(ABC):
         """Mark every RUNNING trial of the study FAILED with ``error``; returns their numbers."""
 
     @abstractmethod
+    def add_result(self, study_id: int, kind: str, payload: dict[str, Any]) -> ResultRecord:
+        """Attach a JSON result of ``kind`` (e.g. ``"export"``) to the study, next to its trials."""
+
+    @abstractmethod
+    def get_results(self, study_id: int, kind: str | None = None) -> list[ResultRecord]:
+        """The study's results in the order they were added, only those of ``kind`` if given."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release resources; later calls raise StorageError. Closing twice is harmless."""
 
@@ -188,6 +215,12 @@ def clean_metrics(metrics: Mapping[str, Any], what: str = "metrics") -> dict[str
         except (TypeError, ValueError) as exc:
             raise StorageError(f"{what}[{key!r}] must be a number, got {value!r}") from exc
     return cleaned
+
+
+def check_result_kind(kind: str) -> str:
+    if not isinstance(kind, str) or not kind.strip() or len(kind) > 64:
+        raise StorageError(f"a result kind must be a non-empty string of at most 64 characters, got {kind!r}")
+    return kind
 
 
 def check_study_name(name: str) -> None:

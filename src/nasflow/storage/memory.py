@@ -10,9 +10,11 @@ from typing import Any
 from nasflow.errors import StorageError, StudyExistsError
 from nasflow.storage.base import (
     ExperimentStore,
+    ResultRecord,
     StudyRecord,
     TrialRecord,
     check_finish_state,
+    check_result_kind,
     check_study_name,
     clean_metrics,
     dump_json,
@@ -78,6 +80,8 @@ class InMemoryStore(ExperimentStore):
         self._studies: dict[int, _Study] = {}
         self._by_name: dict[str, int] = {}
         self._trials: dict[int, _Trial] = {}
+        # (result_id, study_id, kind, payload JSON, created_at)
+        self._results: list[tuple[int, int, str, str, datetime]] = []
         self._closed = False
 
     def __repr__(self) -> str:
@@ -224,6 +228,26 @@ class InMemoryStore(ExperimentStore):
                     trial.finished_at = now
                     failed.append(trial.number)
             return failed
+
+    def add_result(self, study_id: int, kind: str, payload: dict[str, Any]) -> ResultRecord:
+        kind = check_result_kind(kind)
+        payload_json = dump_json(payload, "the result")
+        with self._lock:
+            self._check_open()
+            self._study(study_id)
+            entry = (len(self._results) + 1, study_id, kind, payload_json, utc_now())
+            self._results.append(entry)
+        return ResultRecord(entry[0], study_id, kind, load_json(payload_json), entry[4])
+
+    def get_results(self, study_id: int, kind: str | None = None) -> list[ResultRecord]:
+        with self._lock:
+            self._check_open()
+            self._study(study_id)
+            return [
+                ResultRecord(rid, sid, k, load_json(text), created)
+                for rid, sid, k, text, created in self._results
+                if sid == study_id and (kind is None or k == kind)
+            ]
 
     def close(self) -> None:
         with self._lock:

@@ -41,9 +41,11 @@ from nasflow.errors import StorageError, StudyExistsError
 from nasflow.storage.base import (
     URL_FORMS,
     ExperimentStore,
+    ResultRecord,
     StudyRecord,
     TrialRecord,
     check_finish_state,
+    check_result_kind,
     check_study_name,
     clean_metrics,
     dump_json,
@@ -55,7 +57,8 @@ from nasflow.storage.base import (
 )
 from nasflow.trial import TrialState
 
-SCHEMA_VERSION = 1
+#: version 2 added the study_results table (retrain/validation/export results next to the trials)
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30
 _RUNNING = TrialState.RUNNING.value
 #: execution option that makes a SQLite transaction take the write lock when it begins
@@ -139,6 +142,17 @@ strategy_states_table = Table(
     Column("updated_at", _UTCDateTime, nullable=False),
 )
 
+results_table = Table(
+    "study_results",
+    metadata,
+    Column("result_id", Integer, primary_key=True, autoincrement=True),
+    Column("study_id", Integer, ForeignKey("studies.study_id"), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", _UTCDateTime, nullable=False),
+    Index("ix_results_study_kind", "study_id", "kind"),
+)
+
 _TABLE_NAMES = frozenset(metadata.tables)
 
 # Statements are built once: building and cache-keying a fresh statement on every call cost
@@ -203,6 +217,11 @@ _UPDATE_STATE = (
     .values(state=bindparam("b_state"), updated_at=bindparam("b_updated", type_=_UTCDateTime))
 )
 _INSERT_STATE = insert(strategy_states_table)
+_results = results_table.c
+_INSERT_RESULT = insert(results_table)
+_STUDY_RESULTS = (
+    select(results_table).where(_results.study_id == bindparam("b_study")).order_by(_results.result_id)
+)
 _LOAD_STATE = select(_states.state).where(_states.study_id == bindparam("b_study"))
 
 
@@ -330,8 +349,9 @@ class SQLStore(ExperimentStore):
     def _init_schema(self) -> None:
         with self._transaction(write=True, opening=True) as conn:
             existing = set(inspect(conn).get_table_names())
+            stored_version = SCHEMA_VERSION
             if meta_table.name in existing:
-                self._check_version(conn)
+                stored_version = self._check_version(conn)
             else:
                 foreign = sorted(existing & _TABLE_NAMES)
                 if foreign:
@@ -339,11 +359,19 @@ class SQLStore(ExperimentStore):
                         f"cannot open storage {self.url}: it already has table(s) "
                         f"{', '.join(foreign)} that nasflow did not create"
                     )
+            # Every migration so far only adds tables, which create_all does; a database written by an
+            # older nasflow is then stamped with the current version.
             metadata.create_all(conn, checkfirst=True)
             if meta_table.name not in existing:
                 conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif stored_version < SCHEMA_VERSION:
+                conn.execute(
+                    update(meta_table)
+                    .where(meta_table.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
 
-    def _check_version(self, conn: Connection) -> None:
+    def _check_version(self, conn: Connection) -> int:
         stored = conn.execute(
             select(meta_table.c.value).where(meta_table.c.key == "schema_version")
         ).scalar_one_or_none()
@@ -354,6 +382,7 @@ class SQLStore(ExperimentStore):
                 f"cannot open storage {self.url}: it was written by a newer nasflow (schema "
                 f"version {stored}); this version reads schema version {SCHEMA_VERSION}, so upgrade nasflow"
             )
+        return int(stored)
 
     # ----------------------------------------------------------------- studies
 
@@ -542,6 +571,28 @@ class SQLStore(ExperimentStore):
                 self._study_exists(conn, study_id)
                 return None
         return load_json(text)
+
+    # ----------------------------------------------------------------- results
+
+    def add_result(self, study_id: int, kind: str, payload: dict[str, Any]) -> ResultRecord:
+        kind = check_result_kind(kind)
+        payload_json = dump_json(payload, "the result")
+        now = utc_now()
+        with self._transaction(write=True) as conn:
+            self._study_exists(conn, study_id)
+            values = {"study_id": study_id, "kind": kind, "payload": payload_json, "created_at": now}
+            result_id = conn.execute(_INSERT_RESULT, values).inserted_primary_key[0]
+        return ResultRecord(result_id, study_id, kind, load_json(payload_json), now)
+
+    def get_results(self, study_id: int, kind: str | None = None) -> list[ResultRecord]:
+        with self._transaction(write=False) as conn:
+            self._study_exists(conn, study_id)
+            rows = conn.execute(_STUDY_RESULTS, {"b_study": study_id}).all()
+        return [
+            ResultRecord(row.result_id, row.study_id, row.kind, load_json(row.payload), row.created_at)
+            for row in rows
+            if kind is None or row.kind == kind
+        ]
 
     def close(self) -> None:
         with self._lock:

@@ -378,6 +378,35 @@ class StoreContract:
         assert mine[1].metrics == {"acc": 0.4}
         assert theirs.state is TrialState.RUNNING and theirs.trial_id == other_trial.trial_id
 
+    # ----------------------------------------------------------------- results
+
+    def test_results_round_trip_in_order_and_filter_by_kind(self, tmp_path: Path) -> None:
+        with self._store(tmp_path) as store:
+            study = self._study(store)
+            other = self._study(store, "other")
+            first = store.add_result(study.study_id, "export", {"test_accuracy": 97.5, "files": ["a", "b"]})
+            store.add_result(other.study_id, "export", {"test_accuracy": 1.0})
+            second = store.add_result(study.study_id, "validation", {"seeds": [0, 1], "nan": math.nan})
+            assert first.kind == "export" and first.payload == {"test_accuracy": 97.5, "files": ["a", "b"]}
+            assert second.result_id > first.result_id
+            results = store.get_results(study.study_id)
+            assert [r.result_id for r in results] == [first.result_id, second.result_id]
+            assert math.isnan(results[1].payload["nan"])
+            assert [r.payload for r in store.get_results(study.study_id, "export")] == [first.payload]
+            assert store.get_results(other.study_id, "validation") == []
+            assert results[0].created_at.tzinfo is not None
+
+    def test_bad_results_are_refused(self, tmp_path: Path) -> None:
+        with self._store(tmp_path) as store:
+            study = self._study(store)
+            with pytest.raises(StorageError):
+                store.add_result(study.study_id, "", {})
+            with pytest.raises(StorageError):
+                store.add_result(study.study_id, "export", {"model": object()})
+            with pytest.raises(StudyNotFoundError):
+                store.add_result(study.study_id + 100, "export", {})
+            assert store.get_results(study.study_id) == []
+
     # ----------------------------------------------------------------- lifecycle
 
     def test_closed_store_refuses_work(self, tmp_path: Path) -> None:
