@@ -177,6 +177,18 @@ def test_constraints_are_never_violated_by_best_or_front() -> None:
     assert violation.violation == pytest.approx(violation.metrics["params"] - 32)
 
 
+def test_best_is_never_an_infeasible_architecture() -> None:
+    # params = depth * width is at least 8 here, so "params<=1" can never be met
+    study = make(constraints=["params<=1"], strategy="random")
+    study.optimize(budget=10)
+    trials = study.trials([nf.TrialState.COMPLETE])
+    assert len(trials) == 10 and not study.has_feasible_trial()
+    closest = min(trials, key=lambda t: (t.metrics["params"], t.number))
+    with pytest.raises(nf.NasflowError, match=f"none of the 10 completed.*closest is trial {closest.number} "):
+        study.best()
+    assert study.pareto_front() == []
+
+
 def test_seconds_budget_stops_starting_trials() -> None:
     import time
 

@@ -332,16 +332,33 @@ class Study:
         return [t for t in self.trials([TrialState.COMPLETE]) if t.values is not None]
 
     def best(self) -> FrozenTrial:
-        """The best trial: feasible first, then best on the first objective.
+        """The feasible completed trial best on the first objective (the earliest among equals).
 
         With several objectives this is the Pareto-front member best on the first objective; see
-        :meth:`pareto_front` for the whole front.
+        :meth:`pareto_front` for the whole front. An architecture that violates a constraint is never
+        the best: when no completed trial satisfies the constraints this raises.
+
+        Raises:
+            NasflowError: no trial has completed, or none satisfies the constraints.
         """
         scored = self._scored()
         if not scored:
             raise NasflowError(f"study {self.name!r} has no completed trial yet; run optimize() first")
+        feasible = [t for t in scored if t.feasible]
+        if not feasible:
+            closest = min(scored, key=lambda t: (t.violation, t.number))
+            bounds = ", ".join(str(c) for c in self.constraints)
+            raise NasflowError(
+                f"none of the {len(scored)} completed trials of study {self.name!r} satisfies the "
+                f"constraints ({bounds}); the closest is trial {closest.number} (violation "
+                f"{closest.violation:g}). Run more trials or relax the bounds"
+            )
         first = self.objectives[0]
-        return max(scored, key=lambda t: (-t.violation, first.oriented(t.values[0]), -t.number))  # type: ignore[index]
+        return max(feasible, key=lambda t: (first.oriented(t.values[0]), -t.number))  # type: ignore[index]
+
+    def has_feasible_trial(self) -> bool:
+        """True when some completed trial satisfies every constraint."""
+        return any(t.feasible for t in self._scored())
 
     def pareto_front(self) -> list[FrozenTrial]:
         """Feasible completed trials that no other feasible trial dominates, best first objective first.

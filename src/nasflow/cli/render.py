@@ -22,7 +22,15 @@ from nasflow.study import Study
 from nasflow.trial import FrozenTrial, TrialState
 
 #: metrics shown in tables when present, in this order
-_SHOWN_METRICS = ("accuracy", "test_accuracy", "params", "flops", "train_seconds")
+_SHOWN_METRICS = (
+    "accuracy",
+    "test_accuracy",
+    "params",
+    "flops",
+    "latency_ms",
+    "peak_memory_mb",
+    "train_seconds",
+)
 
 
 def fmt_number(value: float) -> str:
@@ -76,7 +84,7 @@ def study_summary(study: Study) -> dict[str, Any]:
         "seed": study.seed,
         "n_trials": len(trials),
         "states": counts,
-        "best": study.best().to_dict() if completed else None,
+        "best": study.best().to_dict() if completed and study.has_feasible_trial() else None,
         "pareto_front": [t.to_dict() for t in study.pareto_front()],
     }
 

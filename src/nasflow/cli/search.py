@@ -94,8 +94,15 @@ def search(
         console.quiet = False
         console.print("no trial completed; see `nasflow show` for the errors")
         sys.exit(1)
-    metrics = [o.metric for o in study.objectives]
+    metrics = [o.metric for o in study.objectives] + [c.metric for c in study.constraints]
     output_console().print(trials_table(top, f"top {len(top)} architectures of {study.name}", metrics))
+    if len(study.objectives) > 1:
+        front = study.pareto_front()
+        output_console().print(trials_table(front, f"Pareto front ({len(front)} architectures)", metrics))
+    if not study.has_feasible_trial():
+        bounds = ", ".join(str(c) for c in study.constraints)
+        print(f"no completed trial satisfies the constraints ({bounds}); run more trials or relax them")
+        sys.exit(1)
     best = study.best()
     print(f"best: trial {best.number} {best.arch_str}")
     if oneshot is not None and "accuracy" in oneshot:
