@@ -59,6 +59,8 @@ _LAZY = {
     "load_task": "nasflow.tasks",
     "Task": "nasflow.tasks",
     "MacroSpace": "nasflow.space.macro",
+    "ChainSpace": "nasflow.space.chain",
+    "HierarchicalSpace": "nasflow.space.hierarchical",
     "HillClimb": "nasflow.morphism",
     "Neuroevolution": "nasflow.morphism",
 }
@@ -74,6 +76,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Architecture",
+    "ChainSpace",
     "ConfigError",
     "Constraint",
     "CurvePruner",
@@ -84,6 +87,7 @@ __all__ = [
     "Evaluator",
     "FrozenTrial",
     "FunctionEvaluator",
+    "HierarchicalSpace",
     "HillClimb",
     "InvalidArchitectureError",
     "MacroSpace",

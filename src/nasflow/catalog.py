@@ -37,6 +37,16 @@ SPACES.register(
     "nasflow.space.macro:MacroSpace",
     "chain CNN: 8 slots x (none/conv3x3/conv5x5/sepconv3x3, width 8-64, skip), grown by morphisms",
 )
+SPACES.register(
+    "chain",
+    "nasflow.space.chain:ChainSpace",
+    "MobileNetV2/V3-like: width, act, per-stage depth, per-block kernel/expansion/SE (MBConv blocks)",
+)
+SPACES.register(
+    "hierarchical",
+    "nasflow.space.hierarchical:HierarchicalSpace",
+    "macro stages (count, width, cells, reduction) over one searched NB201-style cell, searched jointly",
+)
 
 STRATEGIES.register("random", "nasflow.strategies.random_search:RandomSearch", "uniform random sampling")
 STRATEGIES.register(

@@ -10,10 +10,12 @@ from nasflow.testing.strategies import check_strategy
 
 #: one space of each kind: user-defined with a validity predicate, a graph cell with canonical keys
 #: (nb201), a huge two-cell space (darts, ~1e18 networks) and a variable-depth chain (macro).
-#: nb201-digits is nb201 restricted by a validity predicate, which "constrained" already covers.
-SPACES = ["constrained", "nb201", "darts", "macro"]
+#: nb201-digits is nb201 restricted by a validity predicate, which "constrained" already covers;
+#: chain (MobileNet-like, inactive blocks) and hierarchical (macro stages over a cell) are the
+#: efficient-network spaces.
+SPACES = ["constrained", "nb201", "darts", "macro", "chain", "hierarchical"]
 #: combinations too large to enumerate: a grid cannot start there (tested below)
-TOO_LARGE_FOR_GRID = {"darts"}
+TOO_LARGE_FOR_GRID = {"darts", "chain", "hierarchical"}
 
 
 @pytest.mark.parametrize("name", nf.list_strategies())
