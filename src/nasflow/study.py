@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from nasflow.space.base import DecisionSpace
 from nasflow.storage import ExperimentStore, ResultRecord, TrialRecord
 from nasflow.strategies.base import Strategy, Suggestion
 from nasflow.trial import INTERRUPTED, FrozenTrial, TrialState, objective_values, total_violation
+
+if TYPE_CHECKING:
+    from nasflow.export.pipeline import ExportResult
+    from nasflow.tasks import Task
 
 Callback = Callable[["Study", FrozenTrial], None]
 
@@ -376,6 +381,11 @@ class Study:
         first = self.objectives[0]
         return sorted(unique.values(), key=lambda t: -first.oriented(t.values[0]))  # type: ignore[index]
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings recorded when the study was created (space, strategy, evaluator, objectives...)."""
+        return dict(self._store.load_study(self.name).config)
+
     def add_result(self, kind: str, payload: Mapping[str, Any]) -> ResultRecord:
         """Store a JSON result (e.g. a retrained model's validation) in the study's database."""
         return self._store.add_result(self._study_id, kind, dict(payload))
@@ -383,6 +393,47 @@ class Study:
     def results(self, kind: str | None = None) -> list[ResultRecord]:
         """Results stored with :meth:`add_result`, oldest first, only those of ``kind`` if given."""
         return self._store.get_results(self._study_id, kind)
+
+    def export(
+        self,
+        *,
+        top: int = 1,
+        pareto: bool = False,
+        trial: int | None = None,
+        retrain_epochs: int | None = None,
+        seeds: int = 1,
+        formats: str | Sequence[str] = ("onnx", "torchscript"),
+        output_dir: str | os.PathLike[str] | None = None,
+        robustness: bool = True,
+        transfer_data: str | os.PathLike[str] | None = None,
+        init_weights: str | os.PathLike[str] | None = None,
+        task: str | Task | None = None,
+        latency: bool = True,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[ExportResult]:
+        """Retrain, validate and export the best architecture(s) as ONNX + TorchScript with model cards.
+
+        See :func:`nasflow.export.export_study` for the arguments; each model card is also stored
+        here as a result of kind ``"export"``.
+        """
+        from nasflow.export.pipeline import export_study  # torch's exporters load only when used
+
+        return export_study(
+            self,
+            top=top,
+            pareto=pareto,
+            trial=trial,
+            retrain_epochs=retrain_epochs,
+            seeds=seeds,
+            formats=formats,
+            output_dir=output_dir,
+            robustness=robustness,
+            transfer_data=transfer_data,
+            init_weights=init_weights,
+            task=task,
+            latency=latency,
+            progress=progress,
+        )
 
     @property
     def directions(self) -> list[str]:

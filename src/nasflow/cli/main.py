@@ -7,7 +7,7 @@ import traceback
 
 import typer
 
-from nasflow.cli import bench, evaluate, listing, search, show
+from nasflow.cli import bench, evaluate, export, listing, report, search, show
 from nasflow.errors import NasflowError
 
 app = typer.Typer(
@@ -20,6 +20,8 @@ app.command("search")(search.search)
 app.command("show")(show.show)
 app.command("evaluate")(evaluate.evaluate)
 app.command("list")(listing.list_components)
+app.command("report")(report.report)
+app.command("export")(export.export)
 app.add_typer(bench.app, name="bench")
 
 #: flags that take several values, written either space-separated or comma-separated

@@ -275,12 +275,15 @@ class TrainEvaluator(Evaluator):
         model: nn.Module,
         x_train: torch.Tensor,
         y_train: torch.Tensor,
-        x_val: torch.Tensor,
-        y_val: torch.Tensor,
+        x_val: torch.Tensor | None,
+        y_val: torch.Tensor | None,
         epochs: int,
         context: EvalContext,
     ) -> tuple[list[dict[str, float]], float]:
-        """Train ``model`` in place; returns the per-epoch curve and the last epoch's mean loss."""
+        """Train ``model`` in place; returns the per-epoch curve and the last epoch's mean loss.
+
+        Without validation data (``x_val`` None) the curve holds only the training loss.
+        """
         optimizer = self._make_optimizer(model)
         criterion = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
         shuffler = torch.Generator().manual_seed(context.seed)
@@ -314,6 +317,9 @@ class TrainEvaluator(Evaluator):
                 loss_sum += value * len(batch)
                 step += 1
             train_loss = loss_sum / n
+            if x_val is None or y_val is None:
+                curve.append({"epoch": float(epoch), "train_loss": train_loss})
+                continue
             accuracy, val_loss = self._validate(model, x_val, y_val)
             if not math.isfinite(val_loss):
                 raise EvaluationError(
@@ -325,6 +331,21 @@ class TrainEvaluator(Evaluator):
                 {"epoch": float(epoch), "accuracy": accuracy, "loss": val_loss, "train_loss": train_loss}
             )
         return curve, train_loss
+
+    def fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> float:
+        """Train ``model`` in place on ``(x, y)`` without validation; returns the last epoch's mean loss.
+
+        For a final retraining on train+val with these settings. ``seed`` orders the batches; the
+        caller seeds the initial weights (they exist already).
+        """
+        epochs = _check_int("epochs", epochs, 1)
+        _, train_loss = self._train(model, x, y, None, None, epochs, EvalContext(seed=seed))
+        return train_loss
+
+    @staticmethod
+    def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Accuracy in percent and mean (unsmoothed) cross-entropy of ``model`` on ``(x, y)``."""
+        return TrainEvaluator._validate(model, x, y)
 
     @staticmethod
     def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
