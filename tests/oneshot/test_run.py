@@ -168,3 +168,43 @@ def test_every_search_runs_on_the_darts_space(name, tiny_task) -> None:
     assert result.arch_str.startswith("Genotype(normal=[")
     assert 0.0 <= result.score <= 100.0
     assert len(result.epochs) == 1
+
+
+def test_inherited_weights_are_stored_and_exports_fine_tune_from_them(
+    tmp_path, tiny_task, tiny_space, tiny
+) -> None:
+    import torch
+
+    search = DARTS(**tiny)
+    storage = f"sqlite:///{tmp_path / 'runs.db'}"
+    study = _study(tiny_task, tiny_space, search, storage, "ft")
+    (trial,) = run_oneshot(study, search).trials
+    (stored,) = nf.load_study("ft", storage).results("inherited_weights")
+    assert stored.payload["trial_number"] == trial.number and stored.payload["canonical"] == trial.canonical
+    assert stored.payload["source"] == "darts"
+    # the file holds exactly the supernet's weights for the derived network
+    weights = torch.load(stored.payload["path"])
+    expected = search.supernet.extract(trial.arch).state_dict()
+    assert weights.keys() == expected.keys()
+    assert all(torch.equal(weights[k], expected[k].cpu()) for k in weights)
+
+    (result,) = study.export(
+        fine_tune=True,
+        retrain_epochs=1,
+        formats="torchscript",
+        robustness=False,
+        latency=False,
+        output_dir=tmp_path / "out",
+    )
+    assert result.card["training"]["init_weights"] == stored.payload["path"]
+    with pytest.raises(ConfigError, match="not both"):
+        study.export(fine_tune=True, init_weights=stored.payload["path"], output_dir=tmp_path / "out2")
+
+
+def test_fine_tune_without_inherited_weights_is_a_clear_error(tmp_path, tiny_task, tiny_space) -> None:
+    study = nf.create_study(
+        space=tiny_space, strategy="random", evaluator=TrainEvaluator(tiny_task, epochs=1), seed=1
+    )
+    study.optimize(budget=1)
+    with pytest.raises(ConfigError, match="trial 0 has no inherited weights"):
+        study.export(fine_tune=True, output_dir=tmp_path / "out")

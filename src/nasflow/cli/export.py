@@ -45,6 +45,9 @@ def export(
     robustness: Annotated[bool, Opt(help="accuracy under noise, shifts and occlusion")] = True,
     transfer_data: Annotated[str | None, Opt(help="also train on this .npz or image folder")] = None,
     init_weights: Annotated[str | None, Opt(help="fine-tune from this state dict (.pt)")] = None,
+    fine_tune: Annotated[
+        bool, Opt("--fine-tune", help="fine-tune from the weights inherited in a one-shot search")
+    ] = False,
     task: Annotated[str | None, Opt(help="task for studies that trained nothing (default digits)")] = None,
     latency: Annotated[bool, Opt(help="measure latency (eager and ONNX Runtime)")] = True,
     output: Annotated[str, Opt(help="text or json (the model cards)")] = "text",
@@ -66,6 +69,7 @@ def export(
         robustness=robustness,
         transfer_data=transfer_data,
         init_weights=init_weights,
+        fine_tune=fine_tune,
         task=task,
         latency=latency,
         progress=lambda message: console.print(message, markup=False, highlight=False),

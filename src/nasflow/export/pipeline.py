@@ -194,6 +194,29 @@ def _say(progress: Progress | None, message: str) -> None:
         progress(message)
 
 
+def inherited_weights(study: Study, chosen: Sequence[FrozenTrial]) -> dict[int, str]:
+    """The stored weights file each chosen trial's architecture inherited in the search, by trial number.
+
+    Raises:
+        ConfigError: a chosen architecture has no stored weights, or its file is gone.
+    """
+    stored = {r.payload.get("canonical"): r.payload for r in study.results("inherited_weights")}
+    found = {}
+    for trial in chosen:
+        entry = stored.get(trial.canonical)
+        if entry is None:
+            raise ConfigError(
+                f"trial {trial.number} has no inherited weights in study {study.name!r}: only one-shot "
+                "searches with a database file store them; train from scratch (no fine_tune) or pass "
+                "init_weights"
+            )
+        path = Path(str(entry.get("path")))
+        if not path.is_file():
+            raise ConfigError(f"the inherited weights of trial {trial.number} are gone: {str(path)!r}")
+        found[trial.number] = str(path)
+    return found
+
+
 def export_study(
     study: Study,
     *,
@@ -207,6 +230,7 @@ def export_study(
     robustness: bool = True,
     transfer_data: str | os.PathLike[str] | None = None,
     init_weights: str | os.PathLike[str] | None = None,
+    fine_tune: bool = False,
     task: str | Task | None = None,
     latency: bool = True,
     progress: Progress | None = None,
@@ -234,6 +258,9 @@ def export_study(
             report its test accuracy.
         init_weights: a state dict (``.pt``) of the network: fine-tune from it instead of training
             from scratch.
+        fine_tune: fine-tune each architecture from the weights it inherited in the search (stored
+            by one-shot searches as results of kind ``"inherited_weights"``) instead of training
+            from scratch; an architecture without stored weights is an error.
         task: the task for studies whose evaluator trains nothing (e.g. tabular); default ``"digits"``.
         latency: measure latency (eager, and ONNX Runtime when ONNX is exported).
         progress: called with a short message at each stage (the CLI prints them).
@@ -259,7 +286,12 @@ def export_study(
     if "onnx" in chosen_formats:
         fmt.require_onnx()
     plan = plan_training(study.evaluator, retrain_epochs, task)
-    initial = load_init_weights(init_weights) if init_weights is not None else None
+    if fine_tune and init_weights is not None:
+        raise ConfigError("give either init_weights (one file for every model) or fine_tune, not both")
+    sources = inherited_weights(study, chosen) if fine_tune else {}
+    if init_weights is not None:
+        sources = {t.number: str(Path(init_weights).resolve()) for t in chosen}
+    initials = {number: load_init_weights(path) for number, path in sources.items()}
     transfer_task = None
     if transfer_data is not None:
         transfer_task = load_task(data=transfer_data, split_seed=plan.trainer.split_seed)
@@ -267,8 +299,8 @@ def export_study(
     # before any training.
     for candidate in chosen:
         network = build_network(space, candidate.arch, plan.task)
-        if initial is not None:
-            apply_weights(network, initial, str(init_weights))
+        if candidate.number in initials:
+            apply_weights(network, initials[candidate.number], sources[candidate.number])
         if transfer_task is not None:
             build_network(space, candidate.arch, transfer_task)
 
@@ -285,8 +317,8 @@ def export_study(
                 with_robustness=robustness,
                 transfer_task=transfer_task,
                 transfer_data=None if transfer_data is None else str(transfer_data),
-                initial=initial,
-                init_source=None if init_weights is None else str(Path(init_weights).resolve()),
+                initial=initials.get(candidate.number),
+                init_source=sources.get(candidate.number),
                 with_latency=latency,
                 progress=progress,
             )

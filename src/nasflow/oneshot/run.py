@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nasflow.errors import ConfigError, NasflowError
 from nasflow.oneshot.base import EpochLog, OneShotResult, OneShotSearch
 from nasflow.space.architecture import Architecture
@@ -149,7 +151,29 @@ def run_oneshot(
             continue
         trained.add(key)
         added.append(study.evaluate(arch))
+    if path is not None:
+        for trial in added:
+            _store_inherited_weights(study, search, trial, path)
     return OneShotRun(result, added, path)
+
+
+def _store_inherited_weights(study: Study, search: OneShotSearch, trial: FrozenTrial, log: Path) -> None:
+    """Save the supernet's weights for ``trial``'s network beside the log, for fine-tuning at export."""
+    supernet = getattr(search, "supernet", None)
+    if supernet is None:
+        return
+    target = log.with_name(f"{log.stem}-trial{trial.number}-inherited.pt")
+    torch.save(supernet.extract(trial.arch).cpu().state_dict(), target)
+    study.add_result(
+        "inherited_weights",
+        {
+            "trial_number": trial.number,
+            "canonical": trial.canonical,
+            "arch_str": trial.arch_str,
+            "path": str(target.resolve()),
+            "source": getattr(search, "name", type(search).__name__),
+        },
+    )
 
 
 def _storage_url(study: Study) -> str | None:
