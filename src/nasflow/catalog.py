@@ -75,6 +75,17 @@ STRATEGIES.register(
     "optuna-nsga2", "nasflow.strategies.optuna_adapter:OptunaNSGA2", "Optuna's NSGA-II sampler (adapter)"
 )
 STRATEGIES.register(
+    "nsga2", "nasflow.strategies.nsga2:NSGA2", "NSGA-II: non-dominated sorting + crowding, asynchronous"
+)
+STRATEGIES.register(
+    "mo-evolution",
+    "nasflow.strategies.mo_evolution:MultiObjectiveEvolution",
+    "multi-objective aging evolution: Pareto front, then crowding distance",
+)
+STRATEGIES.register(
+    "monas", "nasflow.strategies.monas:MONAS", "MONAS: LSTM controller rewarded by accuracy and cost"
+)
+STRATEGIES.register(
     "predictor-evolution",
     "nasflow.strategies.predictor_evolution:PredictorEvolution",
     "evolution with offspring pre-screened by an online pairwise-ranking predictor",
