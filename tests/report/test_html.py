@@ -240,7 +240,7 @@ def test_a_study_without_completed_trials_still_renders_with_a_clear_note(tmp_pa
 def test_an_unwritable_output_dir_fails_before_any_work(tmp_path) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
-    with pytest.raises(ConfigError, match="cannot write the report to output directory .*--output-dir"):
+    with pytest.raises(ConfigError, match="output folder .* is not writable.*--output-dir"):
         build_report(grid_study(), blocker / "sub")
     assert list(tmp_path.iterdir()) == [blocker]
 

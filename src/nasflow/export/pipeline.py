@@ -7,7 +7,6 @@ bad input (formats, folder, trial numbers, weights file, data) runs before any t
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from nasflow.export.standalone import write_predict_script
 from nasflow.export.validate import mean_std, predict, score
 from nasflow.export.validate import robustness as robustness_table
 from nasflow.objectives.metrics import count_macs, count_parameters
+from nasflow.output_dirs import prepare_output_dir, study_folder
 from nasflow.tasks import Task, load_task
 from nasflow.trial import FrozenTrial, TrialState
 
@@ -145,28 +145,6 @@ def select_trials(
         if len(unique) == top:
             break
     return list(unique.values())
-
-
-def _prepare_output(output_dir: str | os.PathLike[str]) -> Path:
-    """Create ``output_dir`` and check that files can be written there (before any training)."""
-    path = Path(output_dir).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"output folder {str(path)!r} exists and is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".nasflow-write-check-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"output folder {str(path)!r} is not writable ({exc.strerror or exc}); choose another with "
-            "output_dir= (--output-dir)"
-        ) from None
-    return path
-
-
-def _default_output(study: Study) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study.name) or "study"
-    return Path("exports") / safe
 
 
 def _latency(
@@ -282,7 +260,7 @@ def export_study(
             "from storage); pass space= to load_study to export it"
         )
     space = study.space
-    root = _prepare_output(output_dir if output_dir is not None else _default_output(study))
+    root = prepare_output_dir(output_dir if output_dir is not None else study_folder("exports", study.name))
     if "onnx" in chosen_formats:
         fmt.require_onnx()
     plan = plan_training(study.evaluator, retrain_epochs, task)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 import shlex
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +21,7 @@ from matplotlib.figure import Figure
 
 from nasflow import __version__
 from nasflow.errors import ConfigError, NasflowError
+from nasflow.output_dirs import prepare_output_dir, study_folder
 from nasflow.report import plots
 from nasflow.report.data import (
     ReportData,
@@ -539,31 +538,6 @@ def render_html(data: ReportData, images: Mapping[str, Image]) -> str:
     )
 
 
-def default_output_dir(study_name: str) -> Path:
-    """``reports/<study name>``, with characters unsafe in file names replaced."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
-    return Path("reports") / safe
-
-
-def prepare_output_dir(path: str | Path) -> Path:
-    """Create ``path`` if needed and check that files can be written there.
-
-    Raises:
-        ConfigError: it cannot be created or written to.
-    """
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".nasflow-write-check-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write the report to output directory {str(path)!r}: {exc.strerror or exc}; "
-            "choose another with --output-dir"
-        ) from None
-    return path
-
-
 def build_report(study: Study, output_dir: str | Path | None = None, top: int = 10) -> Path:
     """Write ``report.html`` and its figures (PNG) for ``study``; returns the HTML file's path.
 
@@ -579,7 +553,9 @@ def build_report(study: Study, output_dir: str | Path | None = None, top: int = 
         raise ConfigError(
             f"top must be a positive integer (rows of the top-architectures table), got {top!r}"
         )
-    directory = prepare_output_dir(output_dir if output_dir is not None else default_output_dir(study.name))
+    directory = prepare_output_dir(
+        output_dir if output_dir is not None else study_folder("reports", study.name)
+    )
     data = gather(study, top=top)
     images = render_figures(data)
     for image in images.values():
