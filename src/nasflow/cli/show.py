@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -15,11 +16,20 @@ def show(
     storage: Annotated[str, typer.Option(help="database URL")] = "sqlite:///nasflow.db",
     output: Annotated[str, typer.Option(help="text or json")] = "text",
     all_trials: Annotated[bool, typer.Option("--all", help="every trial, in order, not the top 20")] = False,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="write PNGs: trajectory, and Pareto front + hypervolume")
+    ] = False,
+    plot_dir: Annotated[str | None, typer.Option(help="folder for --plot (default plots/NAME)")] = None,
 ) -> None:
     """Show a stored study."""
     if output not in ("text", "json"):
         raise typer.BadParameter(f"--output must be text or json, got {output!r}")
     study = load_study(name, storage)
+    if plot:
+        from nasflow.report.html import write_plots  # matplotlib loads only when asked
+
+        for path in write_plots(study, plot_dir):
+            print(f"plot written to {path}", file=sys.stderr)
     summary = study_summary(study)
     if output == "json":
         summary["trials"] = [t.to_dict() for t in study.trials()]

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from nasflow.errors import NasflowError
+from nasflow.objectives.hypervolume import hypervolume_trajectory, reference_from_trials
 from nasflow.objectives.spec import Objective
 from nasflow.space.architecture import Choice
 from nasflow.space.base import DecisionSpace
@@ -291,10 +292,6 @@ def hypervolume_curve(
     (``nasflow.objectives.hypervolume.reference_from_trials``). Returns the curve, or None and a
     note saying why there is none.
     """
-    try:  # written alongside this report; a checkout without it just loses the panel
-        from nasflow.objectives.hypervolume import hypervolume_trajectory, reference_from_trials
-    except ImportError:
-        return None, "hypervolume over trials needs nasflow.objectives.hypervolume, which is not available"
     ordered = sorted(trials, key=lambda t: t.number)
     if not any(t.feasible for t in completed_trials(ordered)):
         return None, "no completed trial satisfies the constraints, so there is no hypervolume"

@@ -478,9 +478,8 @@ def render_figures(data: ReportData) -> dict[str, Image]:
             )
         )
     best = data.summary.best
-    drawing = _drawing(data, best) if best is not None else None
-    if best is not None and drawing is not None:
-        figures.append(("best", f"drawing of trial {best.number}", drawing))
+    if best is not None:
+        figures.append(("best", f"drawing of trial {best.number}", _drawing(data, best)))
     for i, card in enumerate(data.cards):
         rows = robustness_rows(card)
         if rows:
@@ -494,12 +493,10 @@ def render_figures(data: ReportData) -> dict[str, Image]:
     return {name: Image.from_figure(name, alt, fig) for name, alt, fig in figures}
 
 
-def _drawing(data: ReportData, trial: FrozenTrial) -> Figure | None:
-    """The export package's drawing of ``trial``; None when that package is not available."""
-    try:
-        from nasflow.export.diagram import draw_architecture
-    except ImportError:
-        return None
+def _drawing(data: ReportData, trial: FrozenTrial) -> Figure:
+    """The drawing of ``trial``'s network or cell (the same as in its model card)."""
+    from nasflow.export.diagram import draw_architecture  # loads torch; only needed here
+
     # a stored study whose space cannot be rebuilt is drawn as the table of its decisions
     space = data.space or DecisionSpace(observed_decisions(data.trials), name=data.summary.space)
     try:
@@ -563,3 +560,28 @@ def build_report(study: Study, output_dir: str | Path | None = None, top: int = 
     path = directory / REPORT_FILE
     path.write_text(render_html(data, images), encoding="utf-8")
     return path
+
+
+#: the figures ``nasflow show NAME --plot`` writes, when the study supports them
+SHOW_PLOTS = ("trajectory", "pareto", "hypervolume")
+
+
+def write_plots(
+    study: Study, output_dir: str | Path | None = None, names: Sequence[str] = SHOW_PLOTS
+) -> list[Path]:
+    """Write the figures ``names`` of the report as PNGs (default ``plots/<study name>/``); their paths.
+
+    A study with one objective has no Pareto front or hypervolume figure, one with no completed
+    trial has none at all.
+    """
+    directory = prepare_output_dir(
+        output_dir if output_dir is not None else study_folder("plots", study.name), "--plot-dir"
+    )
+    images = render_figures(gather(study))
+    paths = []
+    for name in names:
+        if name in images:
+            path = directory / f"{name}.png"
+            path.write_bytes(images[name].png)
+            paths.append(path)
+    return paths
