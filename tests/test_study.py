@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 import nasflow as nf
@@ -184,7 +185,9 @@ def test_best_is_never_an_infeasible_architecture() -> None:
     trials = study.trials([nf.TrialState.COMPLETE])
     assert len(trials) == 10 and not study.has_feasible_trial()
     closest = min(trials, key=lambda t: (t.metrics["params"], t.number))
-    with pytest.raises(nf.NasflowError, match=f"none of the 10 completed.*closest is trial {closest.number} "):
+    with pytest.raises(
+        nf.NasflowError, match=f"none of the 10 completed.*closest is trial {closest.number} "
+    ):
         study.best()
     assert study.pareto_front() == []
 
@@ -311,3 +314,60 @@ def test_evaluate_and_add_trial_record_outside_architectures_as_trials(tmp_path)
     # both count towards the budget, and the search continues after them
     study.optimize(budget=10)
     assert len(study.trials()) == 10
+
+
+class ParamsInAdvance(nf.FunctionEvaluator):
+    """Knows ``params`` before evaluating, like TrainEvaluator (which builds the untrained network)."""
+
+    def __init__(self) -> None:
+        super().__init__(score)
+        self.evaluated: list[Architecture] = []
+
+    def evaluate(self, arch, context):  # type: ignore[no-untyped-def]
+        self.evaluated.append(arch)
+        return super().evaluate(arch, context)
+
+    def precheck(self, arch: Architecture) -> dict[str, float]:
+        return {"params": score(arch)["params"]}
+
+
+def test_constraint_violations_known_in_advance_are_screened_not_evaluated(tmp_path) -> None:
+    evaluator = ParamsInAdvance()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = make(storage=url, strategy="random", fn=score, constraints=["params<=32"])
+    study.evaluator = evaluator
+    study.optimize(budget=12)
+    trials = study.trials()
+    screened = [t for t in trials if t.screened]
+    evaluated = [t for t in trials if not t.screened]
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert len(evaluated) == 12 and [t.arch for t in evaluated] == evaluator.evaluated
+    assert screened and all(
+        t.metrics["params"] > 32 and t.violation == t.metrics["params"] - 32 for t in screened
+    )
+    assert all(t.feasible and t.state is nf.TrialState.COMPLETE for t in evaluated)
+    # screened trials do not count towards the budget, also after reopening the study
+    resumed = nf.load_study(
+        "s", url, space=constrained_space(), strategy=nf.get_strategy("random"), evaluator=evaluator
+    )
+    resumed.optimize(budget=15)
+    assert sum(not t.screened for t in resumed.trials()) == 15
+
+
+def test_a_search_whose_proposals_are_all_screened_stops_with_a_warning() -> None:
+    study = make(strategy="random", constraints=["params<=1"])
+    study.evaluator = ParamsInAdvance()
+    with pytest.warns(UserWarning, match="proposals all violated the constraints before evaluation"):
+        study.optimize(budget=3)
+    assert study.trials() and all(t.screened for t in study.trials())
+    assert study.evaluator.evaluated == []
+
+
+def test_train_evaluator_knows_params_and_flops_before_training() -> None:
+    space = nf.get_space("nb201", channels=4, cells_per_stage=1)
+    evaluator = nf.TrainEvaluator("digits", epochs=1, data_fraction=0.1)
+    evaluator.setup(space)
+    arch = space.sample(np.random.default_rng(0))
+    known = evaluator.precheck(arch)
+    measured = evaluator.evaluate(arch, nf.EvalContext(trial_number=0, seed=0)).metrics
+    assert known == {"params": measured["params"], "flops": measured["flops"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING, Any
@@ -22,13 +23,23 @@ from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
 from nasflow.storage import ExperimentStore, ResultRecord, TrialRecord
 from nasflow.strategies.base import Strategy, Suggestion
-from nasflow.trial import INTERRUPTED, FrozenTrial, TrialState, objective_values, total_violation
+from nasflow.trial import (
+    INTERRUPTED,
+    SCREENED,
+    FrozenTrial,
+    TrialState,
+    is_screened,
+    objective_values,
+    total_violation,
+)
 
 if TYPE_CHECKING:
     from nasflow.export.pipeline import ExportResult
     from nasflow.tasks import Task
 
 Callback = Callable[["Study", FrozenTrial], None]
+#: proposals screened out in a row (at least; 10x the budget when larger) after which optimize() stops
+MIN_SCREENED_IN_A_ROW = 300
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -86,6 +97,9 @@ class Study:
         Trials cut off by an interruption are marked FAILED and do not count. Evaluations that fail
         (e.g. a NaN loss) are recorded as FAILED trials, count towards the budget, and the search
         goes on. With a pruner, trials it stops are PRUNED and count towards the budget too.
+        With constraints, an architecture whose metrics known before evaluation (the evaluator's
+        ``precheck``, e.g. parameters or a predicted latency) violate one is not evaluated: its trial
+        is PRUNED as screened, the strategy learns from it, and it does not count towards the budget.
 
         Args:
             budget: total number of finished trials to reach.
@@ -119,6 +133,7 @@ class Study:
         running: dict[Future[Outcome], tuple[TrialRecord, Architecture]] = {}
         starting: TrialRecord | None = None  # created in the store, not yet handed to the executor
         exhausted = False
+        screened_in_a_row = 0
         try:
             while True:
                 while (
@@ -131,6 +146,22 @@ class Study:
                     except SearchExhausted:
                         exhausted = True  # finish what runs, then stop: the strategy has nothing new
                         break
+                    screened = self._screen(starting, arch)
+                    if screened is not None:
+                        starting = None
+                        screened_in_a_row += 1
+                        for callback in callbacks:
+                            callback(self, screened)
+                        if screened_in_a_row >= max(MIN_SCREENED_IN_A_ROW, 10 * (budget or 0)):
+                            warnings.warn(
+                                f"study {self.name!r} stopped: the last {screened_in_a_row} proposals all "
+                                "violated the constraints before evaluation; relax them or change the space",
+                                stacklevel=2,
+                            )
+                            exhausted = True
+                            break
+                        continue
+                    screened_in_a_row = 0
                     context = EvalContext(
                         trial_number=starting.number,
                         seed=trial_seed(self.seed, starting.number),
@@ -230,8 +261,27 @@ class Study:
 
     def _used_budget(self) -> int:
         return sum(
-            1 for t in self._store.get_trials(self._study_id) if t.state.finished and t.error != INTERRUPTED
+            1
+            for t in self._store.get_trials(self._study_id)
+            if t.state.finished and t.error != INTERRUPTED and not is_screened(t.state, t.error)
         )
+
+    def _screen(self, record: TrialRecord, arch: Architecture) -> FrozenTrial | None:
+        """Finish a new trial unevaluated when metrics known in advance violate a constraint.
+
+        Cheap cost metrics (parameters, MACs, a predicted or cached latency) let every strategy steer
+        clear of infeasible networks without paying for their evaluation; the strategy is told the
+        screened trial like any other, and it does not count towards the budget.
+        """
+        assert self.evaluator is not None
+        if not self.constraints:
+            return None
+        known = self.evaluator.precheck(arch)
+        broken = [c for c in self.constraints if c.metric in known and c.violation(known) > 0]
+        if not broken:
+            return None
+        reason = f"{SCREENED} " + ", ".join(f"{c} ({c.metric}={known[c.metric]:g})" for c in broken)
+        return self._finish_trial(record, arch, Outcome(Measurement(dict(known)), reason, pruned=True))
 
     @staticmethod
     def _may_start(started: int, budget: int | None, deadline: float | None) -> bool:
@@ -305,13 +355,23 @@ class Study:
             state=state,
             metrics=dict(metrics),
             values=values,
-            violation=total_violation(metrics, self.constraints) if values is not None else 0.0,
+            violation=self._violation(state, metrics, error, values),
             error=error,
             intermediate=intermediate,
             started_at=record.started_at,
             finished_at=finished_at,
             fidelity=dict(record.fidelity),
         )
+
+    def _violation(
+        self, state: TrialState, metrics: dict[str, float], error: str | None, values: Any
+    ) -> float:
+        """Constraint violation of a scored trial, or of a screened one on the metrics known in advance."""
+        if values is not None:
+            return total_violation(metrics, self.constraints)
+        if is_screened(state, error):
+            return total_violation(metrics, [c for c in self.constraints if c.metric in metrics])
+        return 0.0
 
     # -- results ---------------------------------------------------------------------------
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:

@@ -28,6 +28,9 @@ class TrialState(str, enum.Enum):
 
 #: error text of trials whose process stopped before they finished; such trials do not use budget
 INTERRUPTED = "interrupted: the process running this trial stopped before it finished"
+#: how the error of a trial screened out before evaluation starts (it violated a constraint on metrics
+#: the evaluator knew in advance); such trials are PRUNED and do not count towards the budget
+SCREENED = "screened: violates"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,11 @@ class FrozenTrial:
         return self.state is TrialState.FAILED and self.error == INTERRUPTED
 
     @property
+    def screened(self) -> bool:
+        """True for a trial skipped before evaluation because it violated a constraint."""
+        return is_screened(self.state, self.error)
+
+    @property
     def duration(self) -> float | None:
         """Seconds between start and finish, when both are known."""
         if self.started_at is None or self.finished_at is None:
@@ -100,6 +108,11 @@ def objective_values(metrics: dict[str, float], objectives: Sequence[Objective])
             return None
         values.append(float(value))
     return tuple(values)
+
+
+def is_screened(state: TrialState, error: str | None) -> bool:
+    """True for a trial skipped before evaluation because it violated a constraint (see SCREENED)."""
+    return state is TrialState.PRUNED and (error or "").startswith(SCREENED)
 
 
 def total_violation(metrics: dict[str, float], constraints: Sequence[Constraint]) -> float:

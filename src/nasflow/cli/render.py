@@ -101,6 +101,7 @@ class SearchProgress:
         self.first = study.objectives[0]
         self.best: float | None = None
         self.failed = 0
+        self.screened = 0
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -112,7 +113,7 @@ class SearchProgress:
             TimeRemainingColumn(),
             console=console,
         )
-        done = sum(1 for t in study.trials() if t.state.finished and not t.interrupted)
+        done = sum(1 for t in study.trials() if t.state.finished and not t.interrupted and not t.screened)
         for trial in study.trials([TrialState.COMPLETE]):
             self._track(trial)
         self.task = self.progress.add_task(
@@ -132,8 +133,15 @@ class SearchProgress:
 
     def __call__(self, study: Study, trial: FrozenTrial) -> None:
         self._track(trial)
-        failed = f"{self.failed} failed" if self.failed else ""
-        self.progress.update(self.task, advance=1, best=self._best_text(), failed=failed)
+        self.screened += trial.screened
+        notes = [
+            f"{self.failed} failed" if self.failed else "",
+            f"{self.screened} screened" if self.screened else "",
+        ]
+        advance = 0 if trial.screened else 1  # screened trials do not count towards the budget
+        self.progress.update(
+            self.task, advance=advance, best=self._best_text(), failed=", ".join(n for n in notes if n)
+        )
 
     def __enter__(self) -> SearchProgress:
         self.progress.start()

@@ -72,6 +72,14 @@ class Evaluator(ABC):
     def evaluate(self, arch: Architecture, context: EvalContext) -> Measurement:
         """Measure ``arch``; raise EvaluationError for a failed evaluation."""
 
+    def precheck(self, arch: Architecture) -> dict[str, float]:
+        """Metrics of ``arch`` known before (and much cheaper than) :meth:`evaluate`, e.g. its parameters.
+
+        The study checks its constraints on them first and does not evaluate an architecture that
+        violates one (the trial is recorded as screened). The default knows nothing in advance.
+        """
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """JSON-able settings, recorded in the study."""
         return {"name": self.name}

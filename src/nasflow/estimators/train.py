@@ -200,6 +200,17 @@ class TrainEvaluator(Evaluator):
         }
 
     # -- evaluation ------------------------------------------------------------------------
+    def precheck(self, arch: Architecture) -> dict[str, float]:
+        """``params`` and ``flops`` of the untrained network: known without training, so constraints on
+        them screen architectures out before any training."""
+        from nasflow.objectives.metrics import count_macs, count_parameters
+
+        task = self.task
+        # building draws initial weights; fork_rng keeps the caller's random stream untouched
+        with torch.random.fork_rng(devices=[]):
+            model = self.space.build(arch, task)
+        return {"params": float(count_parameters(model)), "flops": float(count_macs(model, task.input_shape))}
+
     def _budget(self, fidelity: Mapping[str, float]) -> tuple[int, float]:
         epochs, fraction = self.epochs, self.data_fraction
         if "epochs" in fidelity:

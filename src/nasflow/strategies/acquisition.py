@@ -53,14 +53,16 @@ def model_targets(history: Sequence[Scored], weights: np.ndarray | None = None) 
     The result is rank-transformed to standard-normal scores (:func:`gaussianise`) and standardised.
     """
     values = np.array([s.values for s in history], dtype=float)
-    if values.shape[1] > 1:
-        low, high = values.min(axis=0), values.max(axis=0)
-        values = (values - low) / np.where(high > low, high - low, 1.0)
     violation = np.array([s.violation for s in history], dtype=float)
+    infeasible = violation > 0
+    if values.shape[1] > 1 and not infeasible.all():
+        # scaled over the feasible trials: an infeasible trial's target depends on its violation only
+        # (and a trial screened out before evaluation has no values at all)
+        low, high = values[~infeasible].min(axis=0), values[~infeasible].max(axis=0)
+        values = (values - low) / np.where(high > low, high - low, 1.0)
     y = np.array(
         [scalar_fitness(Scored(s.arch, tuple(v), 0.0), weights) for s, v in zip(history, values)], dtype=float
     )
-    infeasible = violation > 0
     if infeasible.all():
         y = -violation
     elif infeasible.any():
@@ -261,7 +263,10 @@ class SurrogateStrategy(Strategy):
             return  # a trial from another space or version cannot be encoded; nothing to learn
         self._seen.add(self.key(trial.arch))
         scored = Scored.from_trial(trial, self.objectives)
-        if scored is None or not all(math.isfinite(v) for v in scored.values):
+        if trial.screened and trial.violation > 0:
+            # never evaluated, but known to be infeasible: the model learns to avoid its region
+            scored = Scored(trial.arch, tuple(math.nan for _ in self.objectives), trial.violation)
+        elif scored is None or not all(math.isfinite(v) for v in scored.values):
             return
         self._history.append(scored)
         self._history_json.append(scored.to_json())
