@@ -7,7 +7,7 @@ import traceback
 
 import typer
 
-from nasflow.cli import bench, evaluate, export, listing, report, search, show
+from nasflow.cli import bench, evaluate, export, latency, listing, report, search, show
 from nasflow.errors import NasflowError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("list")(listing.list_components)
 app.command("report")(report.report)
 app.command("export")(export.export)
 app.add_typer(bench.app, name="bench")
+app.add_typer(latency.app, name="latency")
 
 #: flags that take several values, written either space-separated or comma-separated
 _MULTI_VALUE_FLAGS = ("--objectives", "--constraints")
