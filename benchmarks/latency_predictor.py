@@ -153,7 +153,7 @@ def stability(runtime: str, archs: int, rounds: int, seed: int) -> dict[str, Any
     for r in range(rounds):
         with OtherLoad() as round_load:
             for i, network in enumerate(networks):
-                medians[i, r] = measure_latency(network, INPUT_SHAPE, runtime=runtime).median_ms
+                medians[i, r] = measure_latency(network, INPUT_SHAPE, runtime=runtime).estimate_ms
         other_cpus.append(round_load.cpus)
     deviation = (medians.max(axis=1) - medians.min(axis=1)) / np.median(medians, axis=1)
     return {

@@ -11,7 +11,13 @@ import numpy as np
 from nasflow import catalog
 from nasflow.errors import ConfigError, NasflowError
 from nasflow.estimators.base import Evaluator
-from nasflow.objectives.spec import Constraint, Objective, parse_constraints, parse_objectives
+from nasflow.objectives.spec import (
+    MEASURED_COSTS,
+    Constraint,
+    Objective,
+    parse_constraints,
+    parse_objectives,
+)
 from nasflow.pruners.base import Pruner
 from nasflow.space.base import DecisionSpace
 from nasflow.storage import ExperimentStore, StudyExistsError, open_store
@@ -80,7 +86,10 @@ def create_study(
         evaluator: an Evaluator instance or a registered evaluator name with default settings.
         objectives: e.g. ``["accuracy:max", "params:min"]``; default ``["accuracy:max"]``.
             Several objectives make a multi-objective study with a Pareto front.
-        constraints: hard bounds such as ``["latency_ms<=5", "params<=2e5"]``.
+        constraints: hard bounds such as ``["latency_ms<=5", "params<=2e5"]``. Naming
+            ``latency_ms``, ``latency_spread`` or ``peak_memory_mb`` in objectives or constraints
+            wraps the evaluator in a :class:`~nasflow.estimators.cost.CostEvaluator` that measures them
+            (pass your own CostEvaluator for other settings, e.g. a latency lookup table).
         storage: ``None`` (in memory), a URL like ``"sqlite:///runs.db"``, or an ExperimentStore.
         name: the study's name in the storage (generated when omitted).
         seed: makes the whole search reproducible; drawn at random (and recorded) when omitted.
@@ -99,6 +108,11 @@ def create_study(
     evaluator_obj = _resolve(evaluator, Evaluator, catalog.get_evaluator, "evaluator")
     objective_list = parse_objectives(objectives)  # type: ignore[arg-type]
     constraint_list = parse_constraints(constraints)  # type: ignore[arg-type]
+    named = [o.metric for o in objective_list] + [c.metric for c in constraint_list]
+    if any(m in MEASURED_COSTS for m in named):
+        from nasflow.estimators.cost import with_cost_metrics  # loads torch and the profilers
+
+        evaluator_obj = with_cost_metrics(evaluator_obj, named)
     pruner_obj = _resolve_pruner(pruner)
     if pruner_obj is not None:
         pruner_obj.setup(objective_list)

@@ -123,6 +123,11 @@ EVALUATORS.register(
     "inherited weights of a trained one-shot supernet (BN recalibrated per architecture)",
 )
 
+EVALUATORS.register(
+    "cost",
+    "nasflow.estimators.cost:rebuild_cost_evaluator",
+    "adds measured or predicted costs (latency_ms, peak_memory_mb, params, flops) to another evaluator",
+)
 ONESHOT.register("darts", "nasflow.oneshot.darts:DARTS", "DARTS: softmax relaxation, bilevel (1st/2nd order)")
 ONESHOT.register("darts+", "nasflow.oneshot.darts:DARTSPlus", "DARTS+: DARTS with early stopping")
 ONESHOT.register(

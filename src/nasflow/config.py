@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nasflow import catalog
 from nasflow.errors import ConfigError
-from nasflow.objectives.spec import parse_constraints, parse_objectives
+from nasflow.objectives.spec import MEASURED_COSTS, parse_constraints, parse_objectives
 
 #: the built-in default search: NB201 cells scaled for 8x8 digits, trained for real
 DIGITS_NB201 = {"channels": 8, "cells_per_stage": 1}
@@ -40,6 +40,10 @@ class SearchConfig(BaseModel):
     workers: int = Field(default=1, ge=1)
     pruner: str = "none"
     pruner_options: dict[str, Any] = Field(default_factory=dict)
+    #: a latency lookup table (``nasflow latency profile``): latency_ms is predicted, not measured
+    latency_table: str | None = None
+    #: where latency_ms is measured when no table is given
+    latency_runtime: Literal["eager", "onnxruntime"] = "eager"
 
     @field_validator("space")
     @classmethod
@@ -170,7 +174,26 @@ def build_components(config: SearchConfig) -> dict[str, Any]:
         dataset = config.dataset or "digits"
         options["task"] = load_task(dataset, data=config.data) if config.data else dataset
     evaluator = catalog.get_evaluator(config.evaluator, **options)
-    return {"space": space, "strategy": strategy, "evaluator": evaluator}
+    return {"space": space, "strategy": strategy, "evaluator": _with_costs(evaluator, config)}
+
+
+def _with_costs(evaluator: Any, config: SearchConfig) -> Any:
+    """The evaluator, wrapped to measure (or predict from a table) the costs the study names."""
+    named = [o.metric for o in parse_objectives(config.objectives)]  # type: ignore[arg-type]
+    named += [c.metric for c in parse_constraints(config.constraints)]  # type: ignore[arg-type]
+    metrics = [m for m in dict.fromkeys(named) if m in MEASURED_COSTS]
+    if config.latency_table is not None and "latency_ms" not in metrics:
+        raise ConfigError(
+            "latency_table is set, but no objective or constraint names latency_ms; add e.g. "
+            "--objectives accuracy:max latency_ms:min or --constraints latency_ms<=4"
+        )
+    if not metrics:
+        return evaluator
+    from nasflow.estimators.cost import CostEvaluator  # loads torch and the profilers
+
+    if config.latency_table is not None:
+        return CostEvaluator(evaluator, metrics, predictor=config.latency_table)
+    return CostEvaluator(evaluator, metrics, runtime=config.latency_runtime)
 
 
 def build_pruner(config: SearchConfig) -> Any:

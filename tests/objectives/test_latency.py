@@ -46,6 +46,7 @@ def test_statistics_of_fixed_samples() -> None:
     assert stats["p10_ms"] == pytest.approx(1.4)
     assert stats["p90_ms"] == pytest.approx(4.6)
     assert stats["spread"] == pytest.approx((4.6 - 1.4) / 3.0)
+    assert stats["min_ms"] == 1.0
 
 
 def test_statistics_of_one_sample_and_of_equal_samples() -> None:
@@ -57,6 +58,7 @@ def test_statistics_of_one_sample_and_of_equal_samples() -> None:
         "p10_ms": 2.5,
         "p90_ms": 2.5,
         "spread": 0.0,
+        "min_ms": 2.5,
     }
     same = latency_statistics([0.7] * 4)
     assert same["std_ms"] == pytest.approx(0.0) and same["spread"] == pytest.approx(0.0)
@@ -89,7 +91,8 @@ def test_measure_latency_structure_and_invariants(runtime: str) -> None:
     threads_before = torch.get_num_threads()
     result = measure_latency(model, (1, 8, 8), batch_size=2, runtime=runtime, threads=1, warmup=2, repeats=7)
     assert result.median_ms > 0
-    assert result.p10_ms <= result.median_ms <= result.p90_ms
+    assert result.min_ms <= result.p10_ms <= result.median_ms <= result.p90_ms
+    assert result.estimate_ms == result.min_ms  # the fastest repeat is the reported latency
     assert result.spread == pytest.approx((result.p90_ms - result.p10_ms) / result.median_ms)
     assert result.std_ms >= 0 and result.mean_ms > 0
     assert (result.runtime, result.device, result.batch_size, result.threads) == (runtime, "cpu", 2, 1)

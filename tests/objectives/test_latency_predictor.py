@@ -17,6 +17,7 @@ import pytest
 from torch import nn
 
 from nasflow.errors import ConfigError
+from nasflow.objectives.latency import DEFAULT_REPEATS
 from nasflow.objectives.latency_predictor import (
     BlockwiseSpace,
     LatencyPredictor,
@@ -171,7 +172,7 @@ def test_profile_measures_every_block_and_recovers_a_and_b(
         "batch_size": 1,
         "threads": 1,
         "warmup": 10,
-        "repeats": 30,
+        "repeats": DEFAULT_REPEATS,
         "passes": 2,
     }
     assert table.machine["device_name"] and table.machine["torch"]

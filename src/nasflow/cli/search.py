@@ -38,6 +38,12 @@ def search(
     seed: Annotated[int | None, Opt(help="random seed (default 0)")] = None,
     workers: Annotated[int | None, Opt(help="evaluations in parallel (local processes)")] = None,
     pruner: Annotated[str | None, Opt(help="stop bad trials early: none, median or curve")] = None,
+    latency_table: Annotated[
+        str | None, Opt(help="predict latency_ms from this table (nasflow latency profile)")
+    ] = None,
+    latency_runtime: Annotated[
+        str | None, Opt(help="measure latency_ms with eager (default) or onnxruntime")
+    ] = None,
     config: Annotated[str | None, Opt("--config", help="YAML file with these settings")] = None,
     output: Annotated[str, Opt(help="text or json")] = "text",
     quiet: Annotated[bool, Opt("--quiet", help="no progress bar")] = False,
@@ -61,6 +67,8 @@ def search(
         "seed": seed,
         "workers": workers,
         "pruner": pruner,
+        "latency_table": latency_table,
+        "latency_runtime": latency_runtime,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     if not settings.get("name"):
@@ -105,6 +113,8 @@ def search(
         sys.exit(1)
     best = study.best()
     print(f"best: trial {best.number} {best.arch_str}")
+    if "latency_ms" in metrics:
+        _print_remeasured(study)
     if oneshot is not None and "accuracy" in oneshot:
         accuracy = f"{oneshot['accuracy']:.2f}% with inherited weights"
         print(f"{oneshot['search']} ended on {oneshot['arch_str']} ({accuracy})")
@@ -114,6 +124,27 @@ def search(
         if oneshot["log"]:
             print(f"search log (architecture weights per epoch): {oneshot['log']}")
     print(f"show again with: nasflow show {study.name} --storage {cfg.storage}")
+
+
+def _print_remeasured(study: Any) -> None:
+    """Re-measure the latency of the front (or the best), so the bounds are checked on fresh numbers."""
+    from rich.table import Table
+
+    from nasflow.cli.render import fmt_number
+    from nasflow.estimators.cost import remeasure_latency
+
+    table = Table(title="latency re-measured (fresh, not cached or predicted)", title_justify="left")
+    for column in ("#", "recorded ms", "re-measured ms", "constraints"):
+        table.add_column(column, justify="right")
+    for row in remeasure_latency(study):
+        recorded = row["recorded_ms"]
+        table.add_row(
+            str(row["trial"]),
+            "" if recorded is None else fmt_number(recorded),
+            fmt_number(row["remeasured_ms"]),
+            "met" if row["feasible"] else "VIOLATED",
+        )
+    output_console().print(table)
 
 
 def _run_oneshot(study: Any, cfg: Any, console: Console) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -33,12 +33,16 @@ from nasflow.objectives.latency import (
     measure_latency,
 )
 from nasflow.objectives.latency_predictor import LatencyPredictor, LatencyTable
+from nasflow.objectives.spec import MEASURED_COSTS
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
 
+if TYPE_CHECKING:
+    from nasflow.study import Study
+
 #: the metrics a CostEvaluator can add; all are to be minimised
 COST_METRICS = ("params", "flops", "latency_ms", "latency_spread", "peak_memory_mb")
-_MEASURED = ("latency_ms", "latency_spread", "peak_memory_mb")
+_MEASURED = MEASURED_COSTS
 
 
 def _metric_list(metrics: str | Sequence[str]) -> tuple[str, ...]:
@@ -289,7 +293,7 @@ class CostEvaluator(Evaluator):
                 warmup=self.warmup,
                 repeats=self.repeats,
             )
-            values["latency_ms"], values["latency_spread"] = result.median_ms, result.spread
+            values["latency_ms"], values["latency_spread"] = result.estimate_ms, result.spread
         if "peak_memory_mb" in names:
             values["peak_memory_mb"] = peak_memory_mb(
                 model, shape, batch_size=self.batch_size, device=self.device
@@ -315,6 +319,22 @@ class CostEvaluator(Evaluator):
             values["latency_ms"] = self.predictor.predict(arch)
         return {name: values[name] for name in self.metrics}
 
+    def precheck(self, arch: Architecture) -> dict[str, float]:
+        """What the inner evaluator knows in advance plus the costs (measured once and cached, or predicted).
+
+        Costs are cheap next to training, so constraints on them screen architectures out before
+        the inner evaluation runs.
+        """
+        return {**self.inner.precheck(arch), **self.costs(arch)}
+
+    def remeasure(self, arch: Architecture) -> dict[str, float]:
+        """Fresh measurements of the measured cost metrics of ``arch``: no cache, no predictor.
+
+        For checking, after a search, that a predicted or once-measured latency holds.
+        """
+        names = [m for m in self.metrics if m in _MEASURED]
+        return self._measure(arch, names) if names else {}
+
     def evaluate(self, arch: Architecture, context: EvalContext) -> Measurement:
         inner = self.inner.evaluate(arch, context)
         start = time.perf_counter()
@@ -325,3 +345,105 @@ class CostEvaluator(Evaluator):
             metrics={**inner.metrics, **costs},
             cost_seconds=inner.cost_seconds + time.perf_counter() - start,
         )
+
+
+def with_cost_metrics(evaluator: Evaluator, metrics: Sequence[str]) -> Evaluator:
+    """``evaluator`` wrapped in a CostEvaluator when ``metrics`` name costs that only a measurement gives.
+
+    ``latency_ms``, ``latency_spread`` and ``peak_memory_mb`` in a study's objectives or constraints
+    make the study measure them, whatever its evaluator; an evaluator that is already a CostEvaluator
+    is left as the user configured it.
+    """
+    wanted = [m for m in dict.fromkeys(metrics) if m in _MEASURED]
+    if not wanted or isinstance(evaluator, CostEvaluator):
+        return evaluator
+    return CostEvaluator(evaluator, wanted)
+
+
+def rebuild_cost_evaluator(
+    inner: dict[str, Any] | str | Evaluator,
+    metrics: Sequence[str] = ("latency_ms",),
+    runtime: str | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+    seed: int = 0,
+    cache: str | None = None,
+    predictor: dict[str, Any] | str | None = None,
+    latency_source: str | None = None,
+) -> CostEvaluator:
+    """A CostEvaluator from the settings ``describe()`` recorded in a study (``inner`` may be a name).
+
+    ``latency_source`` is recorded for readers only. A predictor table that was given as an object
+    rather than a file cannot be found again and raises ConfigError.
+    """
+    from nasflow import catalog  # the catalog registers this function
+
+    if isinstance(inner, dict):
+        inner = catalog.rebuild(catalog.EVALUATORS, inner)
+    elif isinstance(inner, str):
+        inner = catalog.get_evaluator(inner)
+    if isinstance(predictor, dict):
+        if not predictor.get("path"):
+            raise ConfigError(
+                "the study's latency table was not given as a file; pass the evaluator explicitly"
+            )
+        predictor = str(predictor["path"])
+    return CostEvaluator(
+        inner,
+        metrics,
+        runtime=runtime,
+        batch_size=batch_size,
+        threads=threads,
+        device=device,
+        cache=cache,
+        predictor=predictor,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        warmup=warmup,
+        repeats=repeats,
+        seed=seed,
+    )
+
+
+def remeasure_latency(study: Study) -> list[dict[str, Any]]:
+    """Measure the latency of the study's result afresh: the Pareto front, or the best trial.
+
+    Strategies may have ranked by predicted or once-measured latency; this is the check that the
+    networks a user takes away really meet the bounds. Each row: trial number, recorded and
+    re-measured ``latency_ms``, and whether every constraint holds with the re-measured value. The
+    rows are also stored in the study as a result of kind ``"remeasured_latency"``.
+
+    Raises:
+        ConfigError: the study's evaluator does not report ``latency_ms`` through a CostEvaluator.
+    """
+    evaluator = study.evaluator
+    if not isinstance(evaluator, CostEvaluator) or "latency_ms" not in evaluator.metrics:
+        raise ConfigError(
+            f"study {study.name!r} does not measure latency_ms, so there is nothing to re-measure"
+        )
+    if len(study.objectives) > 1:
+        trials = study.pareto_front()
+    else:
+        trials = [study.best()] if study.has_feasible_trial() else []
+    rows = []
+    for trial in trials:
+        fresh = evaluator.remeasure(trial.arch)
+        metrics = {**trial.metrics, **fresh}
+        rows.append(
+            {
+                "trial": trial.number,
+                "recorded_ms": trial.metrics.get("latency_ms"),
+                "remeasured_ms": fresh["latency_ms"],
+                "feasible": all(c.violation(metrics) == 0 for c in study.constraints),
+            }
+        )
+    study.add_result(
+        "remeasured_latency",
+        {"source": evaluator.describe()["latency_source"], "runtime": evaluator.runtime, "rows": rows},
+    )
+    return rows

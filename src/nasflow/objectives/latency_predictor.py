@@ -48,7 +48,7 @@ from nasflow.space.architecture import Architecture
 TABLE_FORMAT = "nasflow-latency-table"
 TABLE_VERSION = 1
 DEFAULT_CALIBRATION = 30
-#: measurement passes of a table: each block and network keeps the lowest of its pass medians
+#: measurement passes of a table: each block and network keeps its lowest pass estimate
 DEFAULT_PASSES = 2
 #: calibration networks this many scaled MADs off the line are left out of the fit
 OUTLIER_MADS = 3.0
@@ -423,7 +423,7 @@ def default_measurer(
             threads=threads,
             warmup=warmup,
             repeats=repeats,
-        ).median_ms
+        ).estimate_ms
 
     return measure
 
@@ -491,7 +491,8 @@ def profile_blocks(
             ``a`` and ``b``; 0 keeps ``a = 1, b = 0`` (a plain sum of blocks).
         seed: seed of the calibration sample.
         passes: every block and calibration network is measured this many times, in separate
-            passes over all of them, and keeps its lowest median: background load only ever adds
+            passes over all of them, and keeps its lowest estimate (each the fastest repeat of a
+            measurement, ``LatencyResult.estimate_ms``): background load only ever adds
             time, and a burst of it rarely hits the same block in two passes a minute apart.
         measure: replaces the measurement (``measure(module, input_shape) -> ms``), e.g. in tests.
         progress: called as ``progress(phase, done, total)`` with phase ``"blocks"`` or ``"calibration"``.
@@ -668,7 +669,7 @@ def check(
 
     Held out: the calibration networks of the table (by canonical key) are never drawn. The
     measurements follow the table's protocol: its settings (device, runtime, batch size, threads,
-    warm-up, repeats) and its number of passes (each network keeps its lowest median).
+    warm-up, repeats) and its number of passes (each network keeps its lowest estimate).
 
     Args:
         predictor: the predictor to check.

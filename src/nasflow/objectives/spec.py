@@ -12,6 +12,8 @@ from nasflow.errors import ConfigError
 
 Direction = Literal["max", "min"]
 _METRIC = r"[A-Za-z_][A-Za-z0-9_]*"
+#: cost metrics only a measurement gives (nasflow.estimators.cost); naming one in a study measures it
+MEASURED_COSTS = ("latency_ms", "latency_spread", "peak_memory_mb")
 _CONSTRAINT = re.compile(rf"^\s*({_METRIC})\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
 
