@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--stability-rounds", type=int, default=5)
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--tables-dir", type=Path, default=None, help="also keep the look-up tables here")
+    parser.add_argument("--stability-only", action="store_true", help="skip the tables, measure stability")
     args = parser.parse_args()
     torch.set_num_threads(1)
     folder = args.output_dir
@@ -192,7 +193,7 @@ def main() -> None:
         "| other CPUs busy (profile / check) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for runtime in runtimes:
+    for runtime in [] if args.stability_only else runtimes:
         summary = profile_and_check(
             runtime, args.calibration, args.samples, args.passes, args.seed, args.tables_dir
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from nasflow.errors import ConfigError, EvaluationError
 from nasflow.objectives.latency import (
+    MIN_WARMUP_MS,
     LatencyResult,
     ShapeTask,
     example_input,
@@ -72,13 +74,23 @@ def test_statistics_reject_bad_samples(samples: list[float]) -> None:
 
 def test_time_calls_counts_calls_and_sizes_the_inner_loop() -> None:
     calls = []
-    samples, inner = time_calls(lambda: calls.append(1), warmup=3, repeats=4, min_repeat_ms=0.0)
-    assert inner == 1 and len(samples) == 4 and len(calls) == 3 + 4
+    samples, inner = time_calls(lambda: calls.append(1), warmup=0, repeats=4, min_repeat_ms=0.0)
+    assert inner == 1 and len(samples) == 4 and len(calls) == 1 + 4  # one untimed call sizes the loop
     calls.clear()
     # a call of ~1 microsecond is timed in an inner loop lasting about 0.5 ms
-    samples, inner = time_calls(lambda: calls.append(1), warmup=5, repeats=2, min_repeat_ms=0.5)
-    assert inner > 1 and len(calls) == 5 + 2 * inner
+    samples, inner = time_calls(lambda: calls.append(1), warmup=0, repeats=2, min_repeat_ms=0.5)
+    assert inner > 1 and len(calls) == 1 + 2 * inner
     assert all(s >= 0 for s in samples)
+
+
+def test_time_calls_warms_up_and_repeats_for_a_minimum_time() -> None:
+    stamps: list[float] = []
+    samples, _ = time_calls(
+        lambda: stamps.append(time.perf_counter()), warmup=3, repeats=2, min_repeat_ms=0.0, min_time_ms=20.0
+    )
+    warm = len(stamps) - len(samples)
+    assert warm >= 3 and stamps[warm - 1] - stamps[0] >= MIN_WARMUP_MS / 1000 * 0.99
+    assert len(samples) > 2 and stamps[-1] - stamps[warm] >= 0.02 * 0.99
 
 
 # -- real measurements -----------------------------------------------------------------------
@@ -89,7 +101,9 @@ def test_measure_latency_structure_and_invariants(runtime: str) -> None:
     model = tiny_convnet()
     model.train()
     threads_before = torch.get_num_threads()
-    result = measure_latency(model, (1, 8, 8), batch_size=2, runtime=runtime, threads=1, warmup=2, repeats=7)
+    result = measure_latency(
+        model, (1, 8, 8), batch_size=2, runtime=runtime, threads=1, warmup=2, repeats=7, min_time_ms=0
+    )
     assert result.median_ms > 0
     assert result.min_ms <= result.p10_ms <= result.median_ms <= result.p90_ms
     assert result.estimate_ms == result.min_ms  # the fastest repeat is the reported latency

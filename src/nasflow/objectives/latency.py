@@ -33,6 +33,11 @@ DEFAULT_REPEATS = 100
 DEFAULT_MIN_REPEAT_MS = 1.0
 #: the inner loop never runs more calls than this per repeat
 MAX_INNER_LOOPS = 1000
+#: timed repeats go on until they span at least this long: a burst of other work on a shared machine
+#: lasts up to ~100 ms, and the fastest repeat must come from outside it
+DEFAULT_MIN_TIME_MS = 300.0
+#: warm-up calls go on for at least this long (the first calls of a network build its kernels' caches)
+MIN_WARMUP_MS = 50.0
 #: the fixed seed of the example input, so that every measurement feeds the same numbers
 _INPUT_SEED = 0
 
@@ -227,16 +232,20 @@ def time_calls(
     repeats: int,
     min_repeat_ms: float = DEFAULT_MIN_REPEAT_MS,
     synchronize: Callable[[], None] | None = None,
+    min_time_ms: float = 0.0,
 ) -> tuple[list[float], int]:
-    """Per-call milliseconds of ``repeats`` timed repeats of ``call``, and the calls per repeat.
+    """Per-call milliseconds of the timed repeats of ``call``, and the calls per repeat.
 
-    ``synchronize`` (e.g. ``torch.cuda.synchronize``) waits for asynchronous work before each clock
-    reading. The inner-loop length comes from the median of the warm-up calls' times.
+    At least ``repeats`` repeats, and more until they span ``min_time_ms``. Warm-up runs ``warmup``
+    calls, and more until it has lasted MIN_WARMUP_MS when ``warmup`` > 0. ``synchronize`` (e.g.
+    ``torch.cuda.synchronize``) waits for asynchronous work before each clock reading. The
+    inner-loop length comes from the median of the later warm-up calls' times.
     """
     sync = synchronize or (lambda: None)
     single: list[float] = []
     with _gc_paused():
-        for _ in range(max(warmup, 1)):  # at least one untimed call, to size the inner loop
+        warm_until = time.perf_counter() + (MIN_WARMUP_MS / 1000.0 if warmup > 0 else 0.0)
+        while len(single) < max(warmup, 1) or time.perf_counter() < warm_until:
             start = time.perf_counter()
             call()
             sync()
@@ -245,8 +254,9 @@ def time_calls(
         inner = 1
         if one_call_ms < min_repeat_ms:
             inner = min(MAX_INNER_LOOPS, max(1, math.ceil(min_repeat_ms / max(one_call_ms, 1e-6))))
-        samples = []
-        for _ in range(repeats):
+        samples: list[float] = []
+        until = time.perf_counter() + min_time_ms / 1000.0
+        while len(samples) < repeats or time.perf_counter() < until:
             start = time.perf_counter()
             for _ in range(inner):
                 call()
@@ -388,6 +398,7 @@ def measure_latency(
     warmup: int = DEFAULT_WARMUP,
     repeats: int = DEFAULT_REPEATS,
     min_repeat_ms: float = DEFAULT_MIN_REPEAT_MS,
+    min_time_ms: float = DEFAULT_MIN_TIME_MS,
 ) -> LatencyResult:
     """Measure the inference latency of ``model`` on batches shaped ``(batch_size, *input_shape)``.
 
@@ -402,8 +413,10 @@ def measure_latency(
         threads: intra-op threads (``torch.set_num_threads`` for the measurement only, or the ONNX
             Runtime session's intra-op pool); inter-op parallelism is off.
         warmup: untimed calls first (caches, lazy initialisation, allocator).
-        repeats: timed repeats; the statistics are over them.
+        repeats: timed repeats (at least); the statistics are over them.
         min_repeat_ms: calls faster than this are timed in an inner loop lasting about this long.
+        min_time_ms: more repeats until they span this long, so that one burst of other work on
+            the machine cannot cover them all (0 for exactly ``repeats``).
 
     Raises:
         ConfigError: a bad setting, or a runtime/device that is not available.
@@ -422,6 +435,8 @@ def measure_latency(
         or not min_repeat_ms >= 0
     ):
         raise ConfigError(f"min_repeat_ms must be a number >= 0, got {min_repeat_ms!r}")
+    if isinstance(min_time_ms, bool) or not isinstance(min_time_ms, (int, float)) or not min_time_ms >= 0:
+        raise ConfigError(f"min_time_ms must be a number >= 0, got {min_time_ms!r}")
     if runtime == "onnxruntime":
         _import_onnxruntime()  # fail before any work when the extra is missing
 
@@ -444,10 +459,11 @@ def measure_latency(
                 repeats=repeats,
                 min_repeat_ms=float(min_repeat_ms),
                 synchronize=synchronize,
+                min_time_ms=float(min_time_ms),
             )
     return LatencyResult(
         **latency_statistics(samples),
-        repeats=repeats,
+        repeats=len(samples),
         runtime=runtime,
         device=str(parsed),
         batch_size=batch_size,

@@ -423,6 +423,9 @@ def default_measurer(
             threads=threads,
             warmup=warmup,
             repeats=repeats,
+            # a table measures every block in several passes far apart and keeps the lowest, which
+            # already steps around bursts of other work; a long window per block would cost minutes
+            min_time_ms=0.0,
         ).estimate_ms
 
     return measure
