@@ -15,6 +15,9 @@ from nasflow.objectives.spec import MEASURED_COSTS, parse_constraints, parse_obj
 #: the built-in default search: NB201 cells scaled for 8x8 digits, trained for real
 DIGITS_NB201 = {"channels": 8, "cells_per_stage": 1}
 DEFAULT_BUDGET = 30
+DEFAULT_STRATEGY = "bananas"
+#: our NSGA-II: larger hypervolume than Optuna's NSGA-II on NAS-Bench-201 (docs/benchmarks.md)
+DEFAULT_MULTI_OBJECTIVE_STRATEGY = "nsga2"
 
 
 class SearchConfig(BaseModel):
@@ -24,7 +27,8 @@ class SearchConfig(BaseModel):
 
     space: str = "nb201"
     space_options: dict[str, Any] | None = None
-    strategy: str = "bananas"
+    #: default: bananas (best single-objective strategy measured), nsga2 with several objectives
+    strategy: str = ""
     strategy_options: dict[str, Any] | None = None
     evaluator: str = "train"
     evaluator_options: dict[str, Any] = Field(default_factory=dict)
@@ -54,6 +58,8 @@ class SearchConfig(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
+        if value == "":
+            return value  # chosen from the objectives in _check
         if value not in catalog.ONESHOT and value not in catalog.STRATEGIES:
             raise ValueError(
                 f"unknown strategy {value!r}; allowed: {', '.join(catalog.list_strategies())}; "
@@ -85,8 +91,10 @@ class SearchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SearchConfig:
-        parse_objectives(self.objectives)  # type: ignore[arg-type]
+        objectives = parse_objectives(self.objectives)  # type: ignore[arg-type]
         parse_constraints(self.constraints)  # type: ignore[arg-type]
+        if not self.strategy:
+            self.strategy = DEFAULT_MULTI_OBJECTIVE_STRATEGY if len(objectives) > 1 else DEFAULT_STRATEGY
         oneshot = self.strategy in catalog.ONESHOT
         if oneshot and self.seconds is not None:
             raise ValueError(

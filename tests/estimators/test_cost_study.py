@@ -98,3 +98,9 @@ def test_search_config_wraps_the_evaluator_for_latency() -> None:
     assert not isinstance(build_components(make_config(space="chain"))["evaluator"], CostEvaluator)
     with pytest.raises(nf.ConfigError, match="no objective or constraint names latency_ms"):
         build_components(make_config(space="chain", latency_table="lut.json"))
+
+
+def test_default_strategy_is_bananas_for_one_objective_and_nsga2_for_several() -> None:
+    assert make_config().strategy == "bananas"
+    assert make_config(objectives=["accuracy:max", "latency_ms:min"]).strategy == "nsga2"
+    assert make_config(objectives=["accuracy:max", "params:min"], strategy="random").strategy == "random"

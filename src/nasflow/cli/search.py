@@ -18,7 +18,7 @@ from nasflow.cli.render import (
     top_trials,
     trials_table,
 )
-from nasflow.config import SearchConfig, make_config, read_config_file, study_from_config
+from nasflow.config import make_config, read_config_file, study_from_config
 
 Opt = typer.Option
 
@@ -73,9 +73,8 @@ def search(
     settings.update({k: v for k, v in flags.items() if v is not None})
     if not settings.get("name"):
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        defaults = SearchConfig.model_fields
-        space = settings.get("space", defaults["space"].default)
-        settings["name"] = f"{space}-{settings.get('strategy', defaults['strategy'].default)}-{stamp}"
+        cfg = make_config(**settings)  # resolves the default strategy, which depends on the objectives
+        settings["name"] = f"{cfg.space}-{cfg.strategy}-{stamp}"
     cfg = make_config(**settings)
     study = study_from_config(cfg)
     console = Console(stderr=True, quiet=quiet or output == "json")
