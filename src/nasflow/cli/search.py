@@ -135,7 +135,8 @@ def _print_remeasured(study: Any) -> None:
     table = Table(title="latency re-measured (fresh, not cached or predicted)", title_justify="left")
     for column in ("#", "recorded ms", "re-measured ms", "constraints"):
         table.add_column(column, justify="right")
-    for row in remeasure_latency(study):
+    rows = remeasure_latency(study)
+    for row in rows:
         recorded = row["recorded_ms"]
         table.add_row(
             str(row["trial"]),
@@ -144,6 +145,12 @@ def _print_remeasured(study: Any) -> None:
             "met" if row["feasible"] else "VIOLATED",
         )
     output_console().print(table)
+    if len(study.objectives) == 1 and study.constraints:
+        holding = [row["trial"] for row in rows if row["feasible"]]
+        if holding:
+            print(f"best that meets the constraints when re-measured: trial {holding[0]}")
+        else:
+            print(f"none of the {len(rows)} best feasible trials met the constraints when re-measured")
 
 
 def _run_oneshot(study: Any, cfg: Any, console: Console) -> dict[str, Any]:
