@@ -88,8 +88,9 @@ def create_study(
             Several objectives make a multi-objective study with a Pareto front.
         constraints: hard bounds such as ``["latency_ms<=5", "params<=2e5"]``. Naming
             ``latency_ms``, ``latency_spread`` or ``peak_memory_mb`` in objectives or constraints
-            wraps the evaluator in a :class:`~nasflow.estimators.cost.CostEvaluator` that measures them
-            (pass your own CostEvaluator for other settings, e.g. a latency lookup table).
+            wraps an evaluator that trains on a task in a
+            :class:`~nasflow.estimators.cost.CostEvaluator` that measures them (pass your own
+            CostEvaluator for other settings, e.g. a latency lookup table).
         storage: ``None`` (in memory), a URL like ``"sqlite:///runs.db"``, or an ExperimentStore.
         name: the study's name in the storage (generated when omitted).
         seed: makes the whole search reproducible; drawn at random (and recorded) when omitted.

@@ -83,9 +83,20 @@ def test_a_latency_constraint_screens_before_training_and_is_checked_again(tmp_p
     assert stored.payload == {"source": "measured", "runtime": "eager", "rows": rows}
 
 
-def test_latency_of_an_evaluator_without_a_task_is_a_clear_error() -> None:
-    with pytest.raises(nf.ConfigError, match="has no task to build networks for; pass input_shape"):
-        nf.create_study(space="nb201", evaluator="tabular", objectives=["accuracy:max", "latency_ms:min"])
+def test_evaluators_without_a_task_keep_their_own_latency() -> None:
+    # e.g. latency measured on the target phone by the user's function: not replaced by ours
+    def on_phone(arch: nf.Architecture) -> dict[str, float]:
+        return {"accuracy": 90.0, "latency_ms": 12.5}
+
+    study = nf.create_study(
+        space=nf.DecisionSpace({"x": [1, 2]}),
+        strategy="random",
+        evaluator=nf.FunctionEvaluator(on_phone),
+        objectives=["accuracy:max", "latency_ms:min"],
+    )
+    assert not isinstance(study.evaluator, CostEvaluator)
+    study.optimize(budget=1)
+    assert study.trials()[0].metrics["latency_ms"] == 12.5
 
 
 def test_search_config_wraps_the_evaluator_for_latency() -> None:

@@ -352,11 +352,12 @@ def with_cost_metrics(evaluator: Evaluator, metrics: Sequence[str]) -> Evaluator
     """``evaluator`` wrapped in a CostEvaluator when ``metrics`` name costs that only a measurement gives.
 
     ``latency_ms``, ``latency_spread`` and ``peak_memory_mb`` in a study's objectives or constraints
-    make the study measure them, whatever its evaluator; an evaluator that is already a CostEvaluator
-    is left as the user configured it.
+    make the study measure them when its evaluator trains networks on a task. Other evaluators (a
+    function, a table) are left alone: they may report these metrics themselves, e.g. measured on the
+    target phone; so is an evaluator that is already a CostEvaluator.
     """
     wanted = [m for m in dict.fromkeys(metrics) if m in _MEASURED]
-    if not wanted or isinstance(evaluator, CostEvaluator):
+    if not wanted or isinstance(evaluator, CostEvaluator) or getattr(evaluator, "task", None) is None:
         return evaluator
     return CostEvaluator(evaluator, wanted)
 
