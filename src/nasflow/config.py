@@ -48,6 +48,9 @@ class SearchConfig(BaseModel):
     latency_table: str | None = None
     #: where latency_ms is measured when no table is given
     latency_runtime: Literal["eager", "onnxruntime"] = "eager"
+    #: examples per timed forward pass, and intra-op threads, when latency is measured
+    latency_batch_size: int = Field(default=1, ge=1)
+    latency_threads: int = Field(default=1, ge=1)
 
     @field_validator("space")
     @classmethod
@@ -201,7 +204,13 @@ def _with_costs(evaluator: Any, config: SearchConfig) -> Any:
 
     if config.latency_table is not None:
         return CostEvaluator(evaluator, metrics, predictor=config.latency_table)
-    return CostEvaluator(evaluator, metrics, runtime=config.latency_runtime)
+    return CostEvaluator(
+        evaluator,
+        metrics,
+        runtime=config.latency_runtime,
+        batch_size=config.latency_batch_size,
+        threads=config.latency_threads,
+    )
 
 
 def build_pruner(config: SearchConfig) -> Any:

@@ -106,6 +106,13 @@ def test_search_config_wraps_the_evaluator_for_latency() -> None:
     evaluator = build_components(config)["evaluator"]
     assert isinstance(evaluator, CostEvaluator)
     assert evaluator.runtime == "onnxruntime" and evaluator.metrics == ("latency_ms",)
+    assert (evaluator.batch_size, evaluator.threads) == (1, 1)
+    config = make_config(
+        space="chain", objectives=["accuracy:max"], constraints=["latency_ms<=3"], latency_batch_size=32
+    )
+    assert build_components(config)["evaluator"].batch_size == 32
+    with pytest.raises(nf.ConfigError, match="latency_batch_size"):
+        make_config(latency_batch_size=0)
     assert not isinstance(build_components(make_config(space="chain"))["evaluator"], CostEvaluator)
     with pytest.raises(nf.ConfigError, match="no objective or constraint names latency_ms"):
         build_components(make_config(space="chain", latency_table="lut.json"))

@@ -44,6 +44,8 @@ def search(
     latency_runtime: Annotated[
         str | None, Opt(help="measure latency_ms with eager (default) or onnxruntime")
     ] = None,
+    latency_batch_size: Annotated[int | None, Opt(help="batch of latency measurements (default 1)")] = None,
+    latency_threads: Annotated[int | None, Opt(help="threads of latency measurements (default 1)")] = None,
     config: Annotated[str | None, Opt("--config", help="YAML file with these settings")] = None,
     output: Annotated[str, Opt(help="text or json")] = "text",
     quiet: Annotated[bool, Opt("--quiet", help="no progress bar")] = False,
@@ -69,6 +71,8 @@ def search(
         "pruner": pruner,
         "latency_table": latency_table,
         "latency_runtime": latency_runtime,
+        "latency_batch_size": latency_batch_size,
+        "latency_threads": latency_threads,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     if not settings.get("name"):
