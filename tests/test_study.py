@@ -371,3 +371,16 @@ def test_train_evaluator_knows_params_and_flops_before_training() -> None:
     known = evaluator.precheck(arch)
     measured = evaluator.evaluate(arch, nf.EvalContext(trial_number=0, seed=0)).metrics
     assert known == {"params": measured["params"], "flops": measured["flops"]}
+
+
+def test_a_precheck_that_fails_leaves_the_verdict_to_the_evaluation() -> None:
+    class BrokenPrecheck(ParamsInAdvance):
+        def precheck(self, arch: Architecture) -> dict[str, float]:
+            raise RuntimeError("cannot build")
+
+    study = make(strategy="random", constraints=["params<=32"])
+    study.evaluator = BrokenPrecheck()
+    study.optimize(budget=5)
+    trials = study.trials()
+    assert len(trials) == 5 and not any(t.screened for t in trials)
+    assert all(t.state is nf.TrialState.COMPLETE for t in trials)

@@ -276,7 +276,10 @@ class Study:
         assert self.evaluator is not None
         if not self.constraints:
             return None
-        known = self.evaluator.precheck(arch)
+        try:
+            known = self.evaluator.precheck(arch)
+        except Exception:  # e.g. a network that cannot be built: the evaluation records why it fails
+            return None
         broken = [c for c in self.constraints if c.metric in known and c.violation(known) > 0]
         if not broken:
             return None
