@@ -204,8 +204,9 @@ class CostEvaluator(Evaluator):
         inner_task = getattr(self.inner, "task", None)
         if inner_task is None:
             raise ConfigError(
-                f"evaluator {self.inner.name!r} has no task to build networks for; pass input_shape= and "
-                "num_classes= to CostEvaluator (e.g. (3, 32, 32) and 10)"
+                f"evaluator {self.inner.name!r} has no task to build networks for, so their cost cannot be "
+                "measured; search with the train evaluator (--evaluator train), or in Python pass "
+                "input_shape= and num_classes= to CostEvaluator (e.g. (3, 32, 32) and 10)"
             )
         return ShapeTask(
             check_input_shape(inner_task.input_shape), int(inner_task.num_classes), inner_task.name
