@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
@@ -436,21 +436,25 @@ def _exports(data: ReportData, images: Mapping[str, Image]) -> str:
 
 
 # -- figures and page -------------------------------------------------------------------------
-def render_figures(data: ReportData) -> dict[str, Image]:
-    """Every figure the data supports, by file stem (sections without data get none)."""
-    figures: list[tuple[str, str, Figure]] = []
+def render_figures(data: ReportData, only: Collection[str] | None = None) -> dict[str, Image]:
+    """Every figure the data supports (or those named in ``only``), by file stem.
+
+    Sections without data get none. Figures are drawn only when wanted: ``nasflow show --plot`` asks
+    for three of them, and the architecture drawing alone loads torch.
+    """
+    figures: list[tuple[str, str, Callable[[], Figure]]] = []
     if data.completed:
         metrics = plots.histogram_metrics(data.completed, data.objectives)
         figures += [
             (
                 "trajectory",
                 f"best {data.first.metric} so far against trial number and time",
-                plots.trajectory_figure(data.by_number, data.by_time, data.first),
+                lambda: plots.trajectory_figure(data.by_number, data.by_time, data.first),
             ),
             (
                 "distribution",
                 f"histograms of {', '.join(metrics)}",
-                plots.distribution_figure(data.completed, metrics),
+                lambda: plots.distribution_figure(data.completed, metrics),
             ),
         ]
         if len(data.objectives) >= 2:
@@ -458,28 +462,26 @@ def render_figures(data: ReportData) -> dict[str, Image]:
                 (
                     "pareto",
                     "objectives of every trial with the Pareto front",
-                    plots.pareto_figure(data.completed, data.front, data.objectives),
+                    lambda: plots.pareto_figure(data.completed, data.front, data.objectives),
                 )
             )
-        if data.hypervolume is not None:
+        curve = data.hypervolume
+        if curve is not None:
             figures.append(
-                (
-                    "hypervolume",
-                    "hypervolume against trial number",
-                    plots.hypervolume_figure(data.hypervolume),
-                )
+                ("hypervolume", "hypervolume against trial number", lambda: plots.hypervolume_figure(curve))
             )
-        groups = plots.frequency_groups(data.frequencies)
         figures.append(
             (
                 "frequencies",
                 "choice shares among the top trials and all trials",
-                plots.frequency_figure(groups, data.good_trials, len(data.completed)),
+                lambda: plots.frequency_figure(
+                    plots.frequency_groups(data.frequencies), data.good_trials, len(data.completed)
+                ),
             )
         )
     best = data.summary.best
     if best is not None:
-        figures.append(("best", f"drawing of trial {best.number}", _drawing(data, best)))
+        figures.append(("best", f"drawing of trial {best.number}", lambda: _drawing(data, best)))
     for i, card in enumerate(data.cards):
         rows = robustness_rows(card)
         if rows:
@@ -487,10 +489,14 @@ def render_figures(data: ReportData) -> dict[str, Image]:
                 (
                     f"export-{i}-robustness",
                     "accuracy against perturbation severity",
-                    plots.robustness_figure(rows),
+                    lambda rows=rows: plots.robustness_figure(rows),
                 )
             )
-    return {name: Image.from_figure(name, alt, fig) for name, alt, fig in figures}
+    return {
+        name: Image.from_figure(name, alt, draw())
+        for name, alt, draw in figures
+        if only is None or name in only
+    }
 
 
 def _drawing(data: ReportData, trial: FrozenTrial) -> Figure:
@@ -577,7 +583,7 @@ def write_plots(
     directory = prepare_output_dir(
         output_dir if output_dir is not None else study_folder("plots", study.name), "--plot-dir"
     )
-    images = render_figures(gather(study))
+    images = render_figures(gather(study), only=names)
     paths = []
     for name in names:
         if name in images:
