@@ -8,6 +8,7 @@ nothing from elsewhere (a Content-Security-Policy says so to the browser), so it
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import shlex
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -489,7 +490,7 @@ def render_figures(data: ReportData, only: Collection[str] | None = None) -> dic
                 (
                     f"export-{i}-robustness",
                     "accuracy against perturbation severity",
-                    lambda rows=rows: plots.robustness_figure(rows),
+                    functools.partial(plots.robustness_figure, rows),
                 )
             )
     return {
