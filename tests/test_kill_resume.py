@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
 import pytest
 
@@ -28,7 +29,7 @@ SCRIPT = textwrap.dedent(
 
     strategy = nf.get_strategy("evolution", population_size=8, sample_size=3)
     study = nf.create_study(space=constrained_space(), strategy=strategy,
-                            evaluator=nf.FunctionEvaluator(evaluate), storage=sys.argv[1], name="killed",
+                            evaluator=nf.FunctionEvaluator(evaluate), storage=sys.argv[1], name=sys.argv[3],
                             seed=5, load_if_exists=True)
     study.optimize(budget=int(sys.argv[2]))
     """
@@ -36,32 +37,32 @@ SCRIPT = textwrap.dedent(
 BUDGET = 40
 
 
-def completed(url: str) -> list[nf.FrozenTrial]:
+def completed(url: str, name: str) -> list[nf.FrozenTrial]:
     try:
-        study = nf.load_study("killed", url)
+        study = nf.load_study(name, url)
     except nf.StorageError:
         return []
     return study.trials([nf.TrialState.COMPLETE])
 
 
 @pytest.mark.slow
-def test_sigkill_mid_search_then_resume_keeps_every_completed_trial(tmp_path) -> None:
+def test_sigkill_mid_search_then_resume_keeps_every_completed_trial(tmp_path, backend_url: str) -> None:
     script = tmp_path / "search.py"
     script.write_text(SCRIPT)
-    url = f"sqlite:///{tmp_path / 'killed.db'}"
-    process = subprocess.Popen([sys.executable, str(script), url, str(BUDGET)])
+    url, name = backend_url, f"killed-{uuid.uuid4().hex[:8]}"
+    process = subprocess.Popen([sys.executable, str(script), url, str(BUDGET), name])
     deadline = time.monotonic() + 60
-    while len(completed(url)) < 10:
+    while len(completed(url, name)) < 10:
         assert process.poll() is None, "the search ended before it could be killed"
         assert time.monotonic() < deadline, "the search made no progress"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    before = {t.number: t for t in completed(url)}
+    before = {t.number: t for t in completed(url, name)}
     assert 10 <= len(before) < BUDGET
 
-    subprocess.run([sys.executable, str(script), url, str(BUDGET)], check=True, timeout=120)
-    study = nf.load_study("killed", url)
+    subprocess.run([sys.executable, str(script), url, str(BUDGET), name], check=True, timeout=120)
+    study = nf.load_study(name, url)
     trials = study.trials()
     done = [t for t in trials if t.state is nf.TrialState.COMPLETE]
     assert len(done) == BUDGET
@@ -80,4 +81,5 @@ def test_sigkill_mid_search_then_resume_keeps_every_completed_trial(tmp_path) ->
     )
     straight.optimize(budget=BUDGET)
     assert [t.arch for t in done] == [t.arch for t in straight.trials()]
-    assert os.path.exists(tmp_path / "killed.db")
+    if url.startswith("sqlite"):
+        assert os.path.exists(tmp_path / "shared.db")

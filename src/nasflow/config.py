@@ -42,6 +42,15 @@ class SearchConfig(BaseModel):
     name: str | None = None
     seed: int = 0
     workers: int = Field(default=1, ge=1)
+    #: where evaluations run: auto (inline for one worker, local processes for more), or ray
+    executor: Literal["auto", "inline", "process", "ray"] = "auto"
+    #: the Ray cluster to join ("auto" or HOST:PORT); without it a local Ray instance is started
+    ray_address: str | None = None
+    #: resources each trial takes on Ray
+    trial_cpus: float | None = Field(default=None, gt=0)
+    trial_gpus: float | None = Field(default=None, ge=0)
+    #: how often a trial whose worker died is run again before it is marked failed
+    max_retries: int = Field(default=2, ge=0)
     pruner: str = "none"
     pruner_options: dict[str, Any] = Field(default_factory=dict)
     #: a latency lookup table (``nasflow latency profile``): latency_ms is predicted, not measured
@@ -96,6 +105,9 @@ class SearchConfig(BaseModel):
     def _check(self) -> SearchConfig:
         objectives = parse_objectives(self.objectives)  # type: ignore[arg-type]
         parse_constraints(self.constraints)  # type: ignore[arg-type]
+        ray_only = [f for f in ("ray_address", "trial_cpus", "trial_gpus") if getattr(self, f) is not None]
+        if ray_only and self.executor != "ray":
+            raise ValueError(f"{', '.join(ray_only)} only apply to executor 'ray'; add --executor ray")
         if not self.strategy:
             self.strategy = DEFAULT_MULTI_OBJECTIVE_STRATEGY if len(objectives) > 1 else DEFAULT_STRATEGY
         oneshot = self.strategy in catalog.ONESHOT
@@ -210,6 +222,21 @@ def _with_costs(evaluator: Any, config: SearchConfig) -> Any:
         runtime=config.latency_runtime,
         batch_size=config.latency_batch_size,
         threads=config.latency_threads,
+    )
+
+
+def build_executor(config: SearchConfig) -> Any:
+    """Where the config's evaluations run (Ray only starts or connects when asked for)."""
+    from nasflow.execution import make_executor
+
+    if config.executor == "auto":
+        return make_executor(config.workers)
+    return make_executor(
+        config.workers,
+        config.executor,
+        ray_address=config.ray_address,
+        trial_cpus=config.trial_cpus,
+        trial_gpus=config.trial_gpus,
     )
 
 

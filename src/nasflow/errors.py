@@ -72,6 +72,14 @@ class BenchmarkDataError(NasflowError):
     """A tabular benchmark file is missing or corrupt."""
 
 
+class BudgetReached(NasflowError):
+    """A study's trial budget is used up, so the store refused to start another trial.
+
+    Raised by ``ExperimentStore.create_trial(..., budget=n)`` when the study already has ``n``
+    trials that use budget; with several drivers on one study this is how each learns to stop.
+    """
+
+
 class SearchExhausted(NasflowError):
     """A strategy has nothing new to propose (e.g. a grid that is fully enumerated).
 

@@ -6,22 +6,34 @@ import os
 import pickle
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nasflow.errors import ConfigError, NasflowError, SearchExhausted
+from nasflow.errors import BudgetReached, ConfigError, NasflowError, SearchExhausted, StorageError
 from nasflow.estimators.base import EvalContext, Evaluator, Measurement
 from nasflow.execution import Executor, InlineExecutor, Outcome, make_executor
 from nasflow.execution.base import run_evaluation
+from nasflow.execution.interrupt import graceful_sigint
+from nasflow.execution.liveness import (
+    HEARTBEAT_INTERVAL_S,
+    STALE_AFTER_S,
+    Heartbeat,
+    dead_local_drivers,
+    new_driver_id,
+)
 from nasflow.objectives.pareto import nondominated_sort
 from nasflow.objectives.spec import Constraint, Objective
 from nasflow.pruners.base import Pruner, PruningHistory, PruningMonitor
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
 from nasflow.storage import ExperimentStore, ResultRecord, TrialRecord
+from nasflow.storage.base import utc_now
 from nasflow.strategies.base import Strategy, Suggestion
 from nasflow.trial import (
     INTERRUPTED,
@@ -40,6 +52,20 @@ if TYPE_CHECKING:
 Callback = Callable[["Study", FrozenTrial], None]
 #: proposals screened out in a row (at least; 10x the budget when larger) after which optimize() stops
 MIN_SCREENED_IN_A_ROW = 300
+#: seconds between two looks at the trials other drivers of the same study finished
+SYNC_INTERVAL_S = 1.0
+#: key under which the saved strategy state lists the trials its strategy was told
+_TOLD_KEY = "_nasflow_told_trials"
+
+
+@dataclass
+class _Job:
+    """A trial handed to the executor: what to run again if its worker dies."""
+
+    record: TrialRecord
+    arch: Architecture
+    context: EvalContext
+    attempts: int = 1
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -80,6 +106,13 @@ class Study:
         self._store = store
         self._study_id = study_id
         self._ready = False
+        #: this process's id in the trials it runs; other drivers may share the study
+        self._driver = new_driver_id()
+        #: numbers of the finished trials the strategy has been told (or that it must not be told)
+        self._told: set[int] = set()
+        self._stop_requested = False
+        self.heartbeat_interval = HEARTBEAT_INTERVAL_S
+        self.stale_after = STALE_AFTER_S
 
     # -- running ---------------------------------------------------------------------------
     def optimize(
@@ -87,26 +120,36 @@ class Study:
         budget: int | None = None,
         seconds: float | None = None,
         workers: int = 1,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
         callbacks: Sequence[Callback] = (),
+        max_retries: int = 2,
+        catch_sigint: bool = True,
     ) -> None:
         """Run trials until the study holds ``budget`` finished trials or ``seconds`` have passed.
 
-        ``budget`` counts every finished trial of the study, including those of earlier runs, so
-        running the same budget again after an interruption completes it rather than starting over.
-        Trials cut off by an interruption are marked FAILED and do not count. Evaluations that fail
-        (e.g. a NaN loss) are recorded as FAILED trials, count towards the budget, and the search
-        goes on. With a pruner, trials it stops are PRUNED and count towards the budget too.
-        With constraints, an architecture whose metrics known before evaluation (the evaluator's
-        ``precheck``, e.g. parameters or a predicted latency) violate one is not evaluated: its trial
-        is PRUNED as screened, the strategy learns from it, and it does not count towards the budget.
+        ``budget`` counts every finished trial of the study, including those of earlier runs and of
+        other drivers working on the same study at the same time, so running the same budget again
+        after an interruption completes it rather than starting over. Trials cut off by an
+        interruption are marked FAILED and do not count. Evaluations that fail (e.g. a NaN loss) are
+        recorded as FAILED trials, count towards the budget, and the search goes on. With a pruner,
+        trials it stops are PRUNED and count towards the budget too. With constraints, an architecture
+        whose metrics known before evaluation (the evaluator's ``precheck``, e.g. parameters or a
+        predicted latency) violate one is not evaluated: its trial is PRUNED as screened, the strategy
+        learns from it, and it does not count towards the budget.
+
+        A trial whose worker dies (process killed, Ray worker or node lost) is run again, up to
+        ``max_retries`` times, then FAILED with the reason. Ctrl-C (SIGINT) stops starting trials and
+        lets the running ones finish; a second Ctrl-C stops at once, marking them interrupted.
 
         Args:
             budget: total number of finished trials to reach.
             seconds: stop proposing new trials after this many seconds (running ones finish).
             workers: evaluations in parallel (local processes when > 1).
-            executor: a custom executor (overrides ``workers``).
+            executor: an executor object, or a name: "inline", "process" or "ray" (a local Ray
+                instance; pass a :class:`~nasflow.execution.ray.RayExecutor` for a cluster).
             callbacks: called as ``callback(study, trial)`` after each finished trial.
+            max_retries: how often a trial whose worker died is run again.
+            catch_sigint: handle Ctrl-C as above (in the main thread, when nobody else handles it).
         """
         if budget is None and seconds is None:
             raise ConfigError("optimize() needs a budget (trials) or seconds (time limit), or both")
@@ -114,6 +157,8 @@ class Study:
             raise ConfigError(f"budget must be >= 0, got {budget}")
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        if max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
         if self.space is None or self.strategy is None or self.evaluator is None:
             raise ConfigError(
                 f"study {self.name!r} was loaded without a space, strategy or evaluator that can be "
@@ -125,63 +170,78 @@ class Study:
                 "from storage; pass pruner= to load_study to continue it"
             )
         self._prepare()
+        self._stop_requested = False
         deadline = None if seconds is None else time.monotonic() + seconds
-        used = self._used_budget()
-        own_executor = executor is None
-        executor = executor or make_executor(workers)
+        own_executor = not isinstance(executor, Executor)
+        if not isinstance(executor, Executor):
+            executor = make_executor(workers) if executor is None else make_executor(workers, executor)
         self._check_pruner_travels(executor)
-        running: dict[Future[Outcome], tuple[TrialRecord, Architecture]] = {}
+        running: dict[Future[Outcome], _Job] = {}
         starting: TrialRecord | None = None  # created in the store, not yet handed to the executor
         exhausted = False
         screened_in_a_row = 0
+        claimed = self._sync()  # budget taken by finished trials and by other drivers' running ones
+        last_sync = time.monotonic()
+        interrupt = graceful_sigint(self.stop, lambda: len(running)) if catch_sigint else _no_context()
         try:
-            while True:
-                while (
-                    not exhausted
-                    and len(running) < executor.max_workers
-                    and self._may_start(used + len(running), budget, deadline)
-                ):
-                    try:
-                        starting, arch = self._start_trial()
-                    except SearchExhausted:
-                        exhausted = True  # finish what runs, then stop: the strategy has nothing new
-                        break
-                    screened = self._screen(starting, arch)
-                    if screened is not None:
-                        starting = None
-                        screened_in_a_row += 1
-                        for callback in callbacks:
-                            callback(self, screened)
-                        if screened_in_a_row >= max(MIN_SCREENED_IN_A_ROW, 10 * (budget or 0)):
-                            warnings.warn(
-                                f"study {self.name!r} stopped: the last {screened_in_a_row} proposals all "
-                                "violated the constraints before evaluation; relax them or change the space",
-                                stacklevel=2,
-                            )
-                            exhausted = True
+            with interrupt, Heartbeat(self._store, self.heartbeat_interval) as heartbeat:
+                while True:
+                    if time.monotonic() - last_sync >= SYNC_INTERVAL_S:
+                        claimed, last_sync = self._sync(), time.monotonic()
+                    while (
+                        not exhausted
+                        and len(running) < executor.max_workers
+                        and self._may_start(claimed + len(running), budget, deadline)
+                    ):
+                        try:
+                            starting, arch = self._start_trial(budget)
+                        except SearchExhausted:
+                            exhausted = True  # finish what runs, then stop: the strategy has nothing new
                             break
-                        continue
-                    screened_in_a_row = 0
-                    context = EvalContext(
-                        trial_number=starting.number,
-                        seed=trial_seed(self.seed, starting.number),
-                        fidelity=dict(starting.fidelity),
-                        pruning=self._pruning_monitor(),
-                    )
-                    running[executor.submit(self.evaluator, arch, context)] = (starting, arch)
-                    starting = None
-                if not running:
-                    break
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in done:
-                    record, arch = running.pop(future)
-                    trial = self._finish_trial(record, arch, future.result())
-                    used += 1
-                    for callback in callbacks:
-                        callback(self, trial)
+                        except BudgetReached:  # other drivers took the rest of the budget
+                            claimed, last_sync = self._sync(), time.monotonic()
+                            break
+                        screened = self._screen(starting, arch)
+                        if screened is not None:
+                            starting = None
+                            screened_in_a_row += 1
+                            for callback in callbacks:
+                                callback(self, screened)
+                            if screened_in_a_row >= max(MIN_SCREENED_IN_A_ROW, 10 * (budget or 0)):
+                                warnings.warn(
+                                    f"study {self.name!r} stopped: the last {screened_in_a_row} proposals "
+                                    "all violated the constraints before evaluation; relax them or change "
+                                    "the space",
+                                    stacklevel=2,
+                                )
+                                exhausted = True
+                                break
+                            continue
+                        screened_in_a_row = 0
+                        job = _Job(starting, arch, self._context(starting))
+                        heartbeat.add(starting.trial_id)
+                        running[executor.submit(self.evaluator, arch, job.context)] = job
+                        starting = None
+                    if not running:
+                        break
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job = running.pop(future)
+                        outcome = future.result()
+                        if outcome.lost and job.attempts <= max_retries and not self._stop_requested:
+                            job.attempts = self._retry(job, outcome)
+                            running[executor.submit(self.evaluator, job.arch, job.context)] = job
+                            continue
+                        heartbeat.discard(job.record.trial_id)
+                        trial = self._end_job(job, outcome)
+                        if trial is None:
+                            continue
+                        claimed += 1
+                        for callback in callbacks:
+                            callback(self, trial)
         except BaseException:
-            # Ctrl-C or a crash: keep every finished trial, mark the cut-off ones, stop the workers.
-            cut_off = [record for record, _ in running.values()] + ([starting] if starting else [])
+            # A second Ctrl-C or a crash: keep every finished trial, mark the cut-off ones, stop the workers.
+            cut_off = [job.record for job in running.values()] + ([starting] if starting else [])
             for record in cut_off:
                 self._store.finish_trial(record.trial_id, TrialState.FAILED, {}, INTERRUPTED)
             if own_executor:
@@ -189,6 +249,56 @@ class Study:
             raise
         if own_executor:
             executor.shutdown()
+
+    def stop(self) -> None:
+        """Stop the running :meth:`optimize` after its running trials finish (e.g. from a callback)."""
+        self._stop_requested = True
+
+    @property
+    def stopped(self) -> bool:
+        """True when the last :meth:`optimize` ended early through :meth:`stop` or Ctrl-C."""
+        return self._stop_requested
+
+    def _context(self, record: TrialRecord) -> EvalContext:
+        return EvalContext(
+            trial_number=record.number,
+            seed=trial_seed(self.seed, record.number),
+            fidelity=dict(record.fidelity),
+            pruning=self._pruning_monitor(),
+        )
+
+    def _retry(self, job: _Job, outcome: Outcome) -> int:
+        """Record one more attempt at a trial whose worker died; returns the attempts so far."""
+        attempts = self._store.retry_trial(job.record.trial_id)
+        warnings.warn(
+            f"trial {job.record.number}: {outcome.error}; running it again (attempt {attempts})",
+            stacklevel=3,
+        )
+        return attempts
+
+    def _end_job(self, job: _Job, outcome: Outcome) -> FrozenTrial | None:
+        """Store a finished evaluation; None when the trial no longer needs (or accepts) a result."""
+        if outcome.lost:
+            if self._stop_requested:  # e.g. Ctrl-C reached the worker too: run it again on resume
+                self._store.finish_trial(job.record.trial_id, TrialState.FAILED, {}, INTERRUPTED)
+                return None
+            outcome = Outcome(None, f"{outcome.error} (gave up after {job.attempts} attempts)")
+        try:
+            return self._finish_trial(job.record, job.arch, outcome, job.attempts)
+        except StorageError:
+            if self._still_running(job.record):
+                raise
+            # another driver took the trial over (our heartbeats did not reach the database in time)
+            warnings.warn(
+                f"trial {job.record.number} was marked interrupted by another driver before it finished; "
+                "its result is dropped and the trial will be proposed again",
+                stacklevel=3,
+            )
+            return None
+
+    def _still_running(self, record: TrialRecord) -> bool:
+        trials = self._store.get_trials(self._study_id)
+        return any(t.trial_id == record.trial_id and t.state is TrialState.RUNNING for t in trials)
 
     def evaluate(self, arch: Architecture | Mapping[str, Any]) -> FrozenTrial:
         """Evaluate one given architecture with the study's evaluator, as one more trial.
@@ -201,7 +311,9 @@ class Study:
         record, arch = self._create_record(arch, {})
         context = EvalContext(trial_number=record.number, seed=trial_seed(self.seed, record.number))
         try:
-            outcome = run_evaluation(self.evaluator, arch, context)  # type: ignore[arg-type]
+            with Heartbeat(self._store, self.heartbeat_interval) as heartbeat:
+                heartbeat.add(record.trial_id)
+                outcome = run_evaluation(self.evaluator, arch, context)  # type: ignore[arg-type]
         except BaseException:
             self._store.finish_trial(record.trial_id, TrialState.FAILED, {}, INTERRUPTED)
             raise
@@ -233,12 +345,66 @@ class Study:
         self.strategy.setup(self.space, self.objectives, self.seed)
         if self.pruner is not None:
             self.pruner.setup(self.objectives)
-        # One driver writes a study, so anything still RUNNING belongs to a process that died.
-        self._store.fail_running_trials(self._study_id, INTERRUPTED)
+        records = self._reclaim(self._store.get_trials(self._study_id))
         state = self._store.load_strategy_state(self._study_id)
         if state is not None:
+            told = state.pop(_TOLD_KEY, None)
             self.strategy.load_state_dict(state)
+            # a state saved before drivers could share a study knew every trial finished by then
+            self._told = (
+                {n for first, last in told for n in range(first, last + 1)}
+                if told is not None
+                else {r.number for r in records if r.state.finished}
+            )
         self._ready = True
+
+    def _reclaim(self, records: list[TrialRecord]) -> list[TrialRecord]:
+        """Mark RUNNING trials of vanished drivers interrupted; returns the trials as they are now.
+
+        A driver is gone when its heartbeat is older than ``stale_after`` seconds, or at once when it
+        ran on this host in a process that no longer exists (e.g. a search killed with SIGKILL).
+        """
+        others = [r.driver for r in records if r.state is TrialState.RUNNING and r.driver != self._driver]
+        if not others:
+            return records
+        cutoff = utc_now() - timedelta(seconds=self.stale_after)
+        reclaimed = self._store.fail_stale_trials(
+            self._study_id, INTERRUPTED, heartbeat_before=cutoff, drivers=dead_local_drivers(others)
+        )
+        return self._store.get_trials(self._study_id) if reclaimed else records
+
+    def _sync(self) -> int:
+        """Tell the strategy the trials other drivers finished; returns the budget already taken.
+
+        The budget taken counts finished trials (except interrupted and screened ones) and trials
+        other drivers are running now; this driver's own running trials are counted by the caller.
+        """
+        assert self.strategy is not None
+        records = self._reclaim(self._store.get_trials(self._study_id))
+        taken = 0
+        for record in records:
+            if record.state is TrialState.RUNNING:
+                taken += record.driver != self._driver
+                continue
+            uses_budget = record.error != INTERRUPTED and not is_screened(record.state, record.error)
+            taken += uses_budget
+            if record.number in self._told:
+                continue
+            self._told.add(record.number)
+            if record.error == INTERRUPTED:
+                continue  # never told: the strategy may propose it again
+            frozen = self._freeze(
+                record,
+                Architecture(record.arch),
+                record.state,
+                record.metrics,
+                record.error,
+                record.intermediate,
+                record.finished_at,
+                record.attempts,
+            )
+            self.strategy.tell(frozen)
+        return taken
 
     def _pruning_monitor(self) -> PruningMonitor | None:
         """The pruner with a snapshot of the finished trials' curves, to travel with one evaluation."""
@@ -258,13 +424,6 @@ class Study:
                 f"the pruner cannot be sent to worker processes ({exc}); make it picklable or run "
                 "with workers=1"
             ) from None
-
-    def _used_budget(self) -> int:
-        return sum(
-            1
-            for t in self._store.get_trials(self._study_id)
-            if t.state.finished and t.error != INTERRUPTED and not is_screened(t.state, t.error)
-        )
 
     def _screen(self, record: TrialRecord, arch: Architecture) -> FrozenTrial | None:
         """Finish a new trial unevaluated when metrics known in advance violate a constraint.
@@ -286,30 +445,44 @@ class Study:
         reason = f"{SCREENED} " + ", ".join(f"{c} ({c.metric}={known[c.metric]:g})" for c in broken)
         return self._finish_trial(record, arch, Outcome(Measurement(dict(known)), reason, pruned=True))
 
-    @staticmethod
-    def _may_start(started: int, budget: int | None, deadline: float | None) -> bool:
+    def _may_start(self, started: int, budget: int | None, deadline: float | None) -> bool:
+        if self._stop_requested:
+            return False
         if budget is not None and started >= budget:
             return False
         return deadline is None or time.monotonic() < deadline
 
-    def _start_trial(self) -> tuple[TrialRecord, Architecture]:
+    def _start_trial(self, budget: int | None) -> tuple[TrialRecord, Architecture]:
         assert self.space is not None and self.strategy is not None
         proposed = self.strategy.ask(1)[0]
         fidelity = proposed.fidelity if isinstance(proposed, Suggestion) else {}
-        return self._create_record(proposed.arch if isinstance(proposed, Suggestion) else proposed, fidelity)
+        arch = proposed.arch if isinstance(proposed, Suggestion) else proposed
+        return self._create_record(arch, fidelity, budget)
 
     def _create_record(
-        self, arch: Architecture | Mapping[str, Any], fidelity: dict[str, float]
+        self, arch: Architecture | Mapping[str, Any], fidelity: dict[str, float], budget: int | None = None
     ) -> tuple[TrialRecord, Architecture]:
-        """Validate ``arch`` and store it as a new RUNNING trial."""
+        """Validate ``arch`` and store it as a new RUNNING trial of this driver.
+
+        With ``budget``, the store refuses (BudgetReached) when the study's trials, other drivers'
+        included, already use it up: the check and the insert are one transaction.
+        """
         assert self.space is not None
         arch = self.space.validate(arch if isinstance(arch, Architecture) else Architecture(arch))
         record = self._store.create_trial(
-            self._study_id, arch.to_dict(), self.space.format(arch), self.space.canonical(arch), fidelity
+            self._study_id,
+            arch.to_dict(),
+            self.space.format(arch),
+            self.space.canonical(arch),
+            fidelity,
+            driver=self._driver,
+            budget=budget,
         )
         return record, arch
 
-    def _finish_trial(self, record: TrialRecord, arch: Architecture, outcome: Outcome) -> FrozenTrial:
+    def _finish_trial(
+        self, record: TrialRecord, arch: Architecture, outcome: Outcome, attempts: int = 1
+    ) -> FrozenTrial:
         assert self.strategy is not None
         for step, metrics in outcome.intermediate:
             self._store.report_intermediate(record.trial_id, step, metrics)
@@ -327,15 +500,12 @@ class Study:
                 )
             else:
                 state = TrialState.COMPLETE
-        frozen = self._freeze(record, arch, state, metrics, error, dict(outcome.intermediate))
+        frozen = self._freeze(record, arch, state, metrics, error, dict(outcome.intermediate), None, attempts)
         self.strategy.tell(frozen)
+        self._told.add(record.number)
+        strategy_state = {**self.strategy.state_dict(), _TOLD_KEY: _ranges(self._told)}
         self._store.finish_trial(
-            record.trial_id,
-            state,
-            metrics,
-            error,
-            strategy_state=self.strategy.state_dict(),
-            study_id=self._study_id,
+            record.trial_id, state, metrics, error, strategy_state=strategy_state, study_id=self._study_id
         )
         return frozen
 
@@ -348,6 +518,7 @@ class Study:
         error: str | None,
         intermediate: dict[int, dict[str, float]],
         finished_at: Any = None,
+        attempts: int = 1,
     ) -> FrozenTrial:
         values = objective_values(metrics, self.objectives) if state is TrialState.COMPLETE else None
         return FrozenTrial(
@@ -364,6 +535,7 @@ class Study:
             started_at=record.started_at,
             finished_at=finished_at,
             fidelity=dict(record.fidelity),
+            attempts=attempts,
         )
 
     def _violation(
@@ -392,6 +564,7 @@ class Study:
                     record.error,
                     record.intermediate,
                     record.finished_at,
+                    record.attempts,
                 )
             )
         return result
@@ -507,3 +680,19 @@ class Study:
     def __repr__(self) -> str:
         space = self.space.name if self.space is not None else None
         return f"Study(name={self.name!r}, space={space!r}, objectives={[str(o) for o in self.objectives]})"
+
+
+def _ranges(numbers: set[int]) -> list[list[int]]:
+    """Sorted numbers as ``[first, last]`` runs: short even for long studies."""
+    runs: list[list[int]] = []
+    for number in sorted(numbers):
+        if runs and runs[-1][1] == number - 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return runs
+
+
+@contextmanager
+def _no_context() -> Iterator[None]:
+    yield

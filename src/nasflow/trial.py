@@ -49,6 +49,7 @@ class FrozenTrial:
         error: why the trial failed or was pruned.
         intermediate: ``step -> metrics`` reported while it ran (e.g. per epoch).
         fidelity: the budget it was evaluated at (e.g. ``{"epochs": 3}``); empty means full fidelity.
+        attempts: how many times its evaluation was started (more than 1 when a worker died).
     """
 
     number: int
@@ -64,6 +65,7 @@ class FrozenTrial:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     fidelity: dict[str, float] = field(default_factory=dict)
+    attempts: int = 1
 
     @property
     def feasible(self) -> bool:

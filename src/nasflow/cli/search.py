@@ -18,7 +18,7 @@ from nasflow.cli.render import (
     top_trials,
     trials_table,
 )
-from nasflow.config import make_config, read_config_file, study_from_config
+from nasflow.config import build_executor, make_config, read_config_file, study_from_config
 
 Opt = typer.Option
 
@@ -37,6 +37,15 @@ def search(
     name: Annotated[str | None, Opt(help="study name; an existing name is resumed")] = None,
     seed: Annotated[int | None, Opt(help="random seed (default 0)")] = None,
     workers: Annotated[int | None, Opt(help="evaluations in parallel (local processes)")] = None,
+    executor: Annotated[
+        str | None, Opt(help="auto (default), inline, process or ray (local Ray without --ray-address)")
+    ] = None,
+    ray_address: Annotated[str | None, Opt(help="Ray cluster to join: auto or HOST:PORT")] = None,
+    trial_cpus: Annotated[float | None, Opt(help="CPUs each trial takes on Ray (default 1)")] = None,
+    trial_gpus: Annotated[float | None, Opt(help="GPUs each trial takes on Ray (default 0)")] = None,
+    max_retries: Annotated[
+        int | None, Opt(help="runs of a trial whose worker died before it fails (default 2)")
+    ] = None,
     pruner: Annotated[str | None, Opt(help="stop bad trials early: none, median or curve")] = None,
     latency_table: Annotated[
         str | None, Opt(help="predict latency_ms from this table (nasflow latency profile)")
@@ -68,6 +77,11 @@ def search(
         "name": name,
         "seed": seed,
         "workers": workers,
+        "executor": executor,
+        "ray_address": ray_address,
+        "trial_cpus": trial_cpus,
+        "trial_gpus": trial_gpus,
+        "max_retries": max_retries,
         "pruner": pruner,
         "latency_table": latency_table,
         "latency_runtime": latency_runtime,
@@ -92,8 +106,16 @@ def search(
     if cfg.strategy in catalog.ONESHOT:
         oneshot = _run_oneshot(study, cfg, console)
     else:
-        with SearchProgress(study, cfg.budget, console) as progress:
-            study.optimize(budget=cfg.budget, seconds=cfg.seconds, workers=cfg.workers, callbacks=[progress])
+        with build_executor(cfg) as executor, SearchProgress(study, cfg.budget, console) as progress:
+            study.optimize(
+                budget=cfg.budget,
+                seconds=cfg.seconds,
+                executor=executor,
+                callbacks=[progress],
+                max_retries=cfg.max_retries,
+            )
+        if study.stopped:
+            console.print("stopped by Ctrl-C: finished trials are saved; run the same command to resume")
     if output == "json":
         summary = study_summary(study)
         if oneshot is not None:

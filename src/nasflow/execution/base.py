@@ -24,6 +24,9 @@ class Outcome:
     #: the evaluation stopped early on purpose (``error`` holds the reason, ``measurement`` the
     #: metrics measured before stopping)
     pruned: bool = False
+    #: the worker died before it could answer (process killed, Ray worker or node lost): the
+    #: evaluation itself did not fail, so the study may run it again
+    lost: bool = False
 
 
 def run_evaluation(evaluator: Evaluator, arch: Architecture, context: EvalContext) -> Outcome:

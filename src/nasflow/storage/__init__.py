@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from nasflow.errors import StorageError, StudyExistsError, StudyNotFoundError
+from nasflow.errors import BudgetReached, StorageError, StudyExistsError, StudyNotFoundError
 from nasflow.storage.base import URL_FORMS, ExperimentStore, ResultRecord, StudyRecord, TrialRecord
 from nasflow.storage.memory import InMemoryStore
 
@@ -41,6 +41,7 @@ def _hide_password(url: str) -> str:
 
 
 __all__ = [
+    "BudgetReached",
     "ExperimentStore",
     "InMemoryStore",
     "StorageError",

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from nasflow.errors import ConfigError, StorageError, StudyNotFoundError
-from nasflow.trial import TrialState
+from nasflow.errors import BudgetReached, ConfigError, StorageError, StudyNotFoundError
+from nasflow.trial import INTERRUPTED, TrialState, is_screened
 
 #: how many study names an unknown-study message lists before it abbreviates
 _NAMES_SHOWN = 20
+
+#: longest driver id a store keeps
+DRIVER_MAX_LENGTH = 128
 
 #: the storage URL forms nasflow understands, for error messages
 URL_FORMS = (
@@ -51,6 +54,10 @@ class TrialRecord:
         started_at: UTC time the trial was created.
         finished_at: UTC time it finished; None while RUNNING.
         fidelity: the budget the trial was evaluated at (e.g. ``{"epochs": 3}``); empty means full.
+        driver: opaque id of the driver that runs the trial; None if it did not say.
+        heartbeat_at: UTC time of the last sign of life of the trial (its start, a heartbeat or a
+            retry); None for trials written before schema version 3.
+        attempts: how many times the trial's evaluation was started (see ``retry_trial``).
     """
 
     trial_id: int
@@ -65,6 +72,9 @@ class TrialRecord:
     started_at: datetime
     finished_at: datetime | None
     fidelity: dict[str, float] = field(default_factory=dict)
+    driver: str | None = None
+    heartbeat_at: datetime | None = None
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -89,19 +99,30 @@ class ResultRecord:
 class ExperimentStore(ABC):
     """Where studies, trials and strategy states are kept.
 
-    Concurrency contract (version 1):
+    Concurrency contract (version 3):
 
-    * One driver process writes a given study. Other processes may read it, and several
-      drivers may work on *different* studies of one store at the same time.
+    * Several driver processes may cooperate on ONE study, and others may read it at the
+      same time. A driver names itself with an opaque id (``create_trial(driver=...)``).
     * Every method is atomic: it either happens completely or not at all.
     * ``create_trial`` allocates the next trial number atomically, so numbers stay
-      consecutive and unique even when several processes create trials at once.
+      consecutive and unique even when several processes create trials at once. Given a
+      ``budget``, it counts the trials that use budget (see :func:`uses_budget`) and creates
+      the trial in the same locked transaction, so however many drivers race, a study never
+      gets more than ``budget`` such trials; the loser gets BudgetReached.
+    * A RUNNING trial shows it is alive through its ``heartbeat_at`` (set when it starts,
+      by ``heartbeat`` and by ``retry_trial``). ``fail_stale_trials`` decides staleness in
+      the same statement that fails the trials, so a heartbeat committed before it keeps
+      its trial alive and one committed after finds the trial already FAILED (and is ignored).
+    * ``finish_trial``, ``report_intermediate`` and ``retry_trial`` act only on RUNNING
+      trials, so a trial failed as stale cannot be finished later by its old driver: that
+      driver gets StorageError and should drop the result.
     * ``finish_trial`` with a ``strategy_state`` saves the trial's result and the strategy
       state in ONE transaction, so a crash never leaves a finished trial that the saved
-      strategy state does not know about (or the other way round).
+      strategy state does not know about (or the other way round). With several drivers
+      the saved state is the last writer's.
     * SQLite files are safe for several local processes: they use WAL mode and wait up to
-      30 s for a lock instead of failing at once.
-    * A later version adds cooperation of several drivers on one study.
+      30 s for a lock instead of failing at once. PostgreSQL serialises trial creation per
+      study with ``SELECT ... FOR UPDATE`` on the study's row.
 
     All values are stored as JSON (never pickle); tuples therefore come back as lists and
     mapping keys as strings. NaN and infinities in metrics round-trip. Times are UTC.
@@ -127,8 +148,19 @@ class ExperimentStore(ABC):
         arch_str: str,
         canonical: str,
         fidelity: dict[str, float] | None = None,
+        *,
+        driver: str | None = None,
+        budget: int | None = None,
     ) -> TrialRecord:
-        """Start a RUNNING trial numbered one past the study's last trial, at ``fidelity`` (default full)."""
+        """Start a RUNNING trial numbered one past the study's last trial, at ``fidelity`` (default full).
+
+        The trial records ``driver`` (an opaque id of whoever runs it), ``heartbeat_at`` equal
+        to its start and ``attempts`` 1.
+
+        Raises:
+            BudgetReached: ``budget`` is given and the study already has that many trials that
+                use budget (:func:`uses_budget`); nothing is created then.
+        """
 
     @abstractmethod
     def report_intermediate(self, trial_id: int, step: int, metrics: dict[str, float]) -> None:
@@ -165,6 +197,35 @@ class ExperimentStore(ABC):
     @abstractmethod
     def fail_running_trials(self, study_id: int, error: str) -> list[int]:
         """Mark every RUNNING trial of the study FAILED with ``error``; returns their numbers."""
+
+    @abstractmethod
+    def heartbeat(self, trial_ids: Sequence[int]) -> None:
+        """Set ``heartbeat_at`` to now for those of ``trial_ids`` that are still RUNNING.
+
+        Other ids (finished or unknown trials) are ignored; all in one transaction. An empty
+        sequence does nothing at all.
+        """
+
+    @abstractmethod
+    def fail_stale_trials(
+        self, study_id: int, error: str, *, heartbeat_before: datetime, drivers: Sequence[str] = ()
+    ) -> list[int]:
+        """Mark FAILED, with ``error``, the study's RUNNING trials that look abandoned; returns their numbers.
+
+        A trial looks abandoned when its last sign of life (``heartbeat_at``, or ``started_at``
+        if it has none) is older than ``heartbeat_before`` (a time-zone aware datetime), or when
+        its driver is one of ``drivers`` (drivers known to be gone). The check and the update
+        are one atomic step. Numbers come back in ascending order.
+        """
+
+    @abstractmethod
+    def retry_trial(self, trial_id: int) -> int:
+        """Start a RUNNING trial's evaluation over; returns its new number of attempts.
+
+        Adds one to ``attempts``, sets ``heartbeat_at`` to now and deletes the trial's
+        intermediate values (a retry starts its learning curve over).
+        Raises StorageError if the trial is unknown or not RUNNING.
+        """
 
     @abstractmethod
     def add_result(self, study_id: int, kind: str, payload: dict[str, Any]) -> ResultRecord:
@@ -215,6 +276,60 @@ def clean_metrics(metrics: Mapping[str, Any], what: str = "metrics") -> dict[str
         except (TypeError, ValueError) as exc:
             raise StorageError(f"{what}[{key!r}] must be a number, got {value!r}") from exc
     return cleaned
+
+
+def uses_budget(state: TrialState, error: str | None) -> bool:
+    """True unless the trial finished without really being evaluated.
+
+    Trials interrupted by a stopped process (error ``nasflow.trial.INTERRUPTED``) and trials
+    screened out before evaluation (PRUNED, error starting with ``nasflow.trial.SCREENED``) are
+    free; every other trial, RUNNING ones included, uses one unit of a study's budget.
+    """
+    if state is TrialState.RUNNING:
+        return True
+    return not (error == INTERRUPTED or is_screened(state, error))
+
+
+def check_budget(budget: int | None) -> int | None:
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ConfigError(f"budget must be a whole number of trials >= 0 or None, got {budget!r}")
+    return int(budget)
+
+
+def budget_reached(study_name: str, study_id: int, budget: int) -> BudgetReached:
+    return BudgetReached(
+        f"study {study_name!r} (id {study_id}) has used its budget of {budget} trial(s); "
+        "no further trial was started"
+    )
+
+
+def check_driver(driver: str | None) -> str | None:
+    if driver is None:
+        return None
+    if not isinstance(driver, str) or not driver or len(driver) > DRIVER_MAX_LENGTH:
+        raise StorageError(
+            f"a driver id must be a non-empty string of at most {DRIVER_MAX_LENGTH} characters "
+            f"or None, got {driver!r}"
+        )
+    return driver
+
+
+def check_drivers(drivers: Sequence[str]) -> list[str]:
+    # a lone string would otherwise be taken as a sequence of one-letter driver ids
+    if isinstance(drivers, str):
+        raise StorageError(f"drivers must be a sequence of driver ids, not the string {drivers!r}")
+    return [d for d in (check_driver(d) for d in drivers) if d is not None]
+
+
+def check_utc(moment: datetime, what: str) -> datetime:
+    """``moment`` in UTC; a naive datetime is refused because its zone would be a guess."""
+    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
+        raise StorageError(
+            f"{what} must be a time-zone aware datetime (e.g. datetime.now(timezone.utc)), got {moment!r}"
+        )
+    return moment.astimezone(timezone.utc)
 
 
 def check_result_kind(kind: str) -> str:

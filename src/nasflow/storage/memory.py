@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,15 +14,21 @@ from nasflow.storage.base import (
     ResultRecord,
     StudyRecord,
     TrialRecord,
+    budget_reached,
+    check_budget,
+    check_driver,
+    check_drivers,
     check_finish_state,
     check_result_kind,
     check_study_name,
+    check_utc,
     clean_metrics,
     dump_json,
     load_json,
     no_study_id,
     not_running,
     study_not_found,
+    uses_budget,
     utc_now,
 )
 from nasflow.trial import TrialState
@@ -54,6 +61,9 @@ class _Trial:
     error: str | None = None
     finished_at: datetime | None = None
     fidelity: str = "{}"
+    driver: str | None = None
+    heartbeat_at: datetime | None = None
+    attempts: int = 1
 
     def record(self) -> TrialRecord:
         return TrialRecord(
@@ -69,7 +79,15 @@ class _Trial:
             started_at=self.started_at,
             finished_at=self.finished_at,
             fidelity=load_json(self.fidelity),
+            driver=self.driver,
+            heartbeat_at=self.heartbeat_at,
+            attempts=self.attempts,
         )
+
+    def fail(self, error: str, now: datetime) -> None:
+        self.state = TrialState.FAILED
+        self.error = error
+        self.finished_at = now
 
 
 class InMemoryStore(ExperimentStore):
@@ -139,12 +157,22 @@ class InMemoryStore(ExperimentStore):
         arch_str: str,
         canonical: str,
         fidelity: dict[str, float] | None = None,
+        *,
+        driver: str | None = None,
+        budget: int | None = None,
     ) -> TrialRecord:
         arch_json = dump_json(arch, "the architecture")
         fidelity_json = dump_json(clean_metrics(fidelity or {}, "fidelity"), "the fidelity")
+        driver = check_driver(driver)
+        budget = check_budget(budget)
         with self._lock:
             self._check_open()
             study = self._study(study_id)
+            if budget is not None:
+                used = sum(uses_budget(self._trials[t].state, self._trials[t].error) for t in study.trial_ids)
+                if used >= budget:
+                    raise budget_reached(study.name, study_id, budget)
+            started_at = utc_now()
             trial = _Trial(
                 trial_id=len(self._trials) + 1,
                 study_id=study_id,
@@ -153,8 +181,10 @@ class InMemoryStore(ExperimentStore):
                 arch_str=str(arch_str),
                 canonical=str(canonical),
                 state=TrialState.RUNNING,
-                started_at=utc_now(),
+                started_at=started_at,
                 fidelity=fidelity_json,
+                driver=driver,
+                heartbeat_at=started_at,
             )
             self._trials[trial.trial_id] = trial
             study.trial_ids.append(trial.trial_id)
@@ -223,11 +253,52 @@ class InMemoryStore(ExperimentStore):
             for trial_id in study.trial_ids:
                 trial = self._trials[trial_id]
                 if trial.state is TrialState.RUNNING:
-                    trial.state = TrialState.FAILED
-                    trial.error = error
-                    trial.finished_at = now
+                    trial.fail(error, now)
                     failed.append(trial.number)
             return failed
+
+    def heartbeat(self, trial_ids: Sequence[int]) -> None:
+        ids = [int(t) for t in trial_ids]
+        if not ids:
+            return
+        with self._lock:
+            self._check_open()
+            now = utc_now()
+            for trial_id in ids:
+                trial = self._trials.get(trial_id)
+                if trial is not None and trial.state is TrialState.RUNNING:
+                    trial.heartbeat_at = now
+
+    def fail_stale_trials(
+        self, study_id: int, error: str, *, heartbeat_before: datetime, drivers: Sequence[str] = ()
+    ) -> list[int]:
+        before = check_utc(heartbeat_before, "heartbeat_before")
+        gone = set(check_drivers(drivers))
+        with self._lock:
+            self._check_open()
+            study = self._study(study_id)
+            now = utc_now()
+            failed = []
+            for trial_id in study.trial_ids:
+                trial = self._trials[trial_id]
+                if trial.state is not TrialState.RUNNING:
+                    continue
+                last_sign = trial.heartbeat_at or trial.started_at
+                if last_sign < before or trial.driver in gone:
+                    trial.fail(error, now)
+                    failed.append(trial.number)
+            return failed
+
+    def retry_trial(self, trial_id: int) -> int:
+        with self._lock:
+            self._check_open()
+            trial = self._trial(trial_id)
+            if trial.state is not TrialState.RUNNING:
+                raise not_running(trial_id, trial.number, trial.state)
+            trial.attempts += 1
+            trial.heartbeat_at = utc_now()
+            trial.intermediate.clear()
+            return trial.attempts
 
     def add_result(self, study_id: int, kind: str, payload: dict[str, Any]) -> ResultRecord:
         kind = check_result_kind(kind)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     create_engine,
     delete,
@@ -29,7 +30,10 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    not_,
+    or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import URL, Connection, make_url
@@ -39,14 +43,20 @@ from sqlalchemy.types import TypeDecorator
 
 from nasflow.errors import StorageError, StudyExistsError
 from nasflow.storage.base import (
+    DRIVER_MAX_LENGTH,
     URL_FORMS,
     ExperimentStore,
     ResultRecord,
     StudyRecord,
     TrialRecord,
+    budget_reached,
+    check_budget,
+    check_driver,
+    check_drivers,
     check_finish_state,
     check_result_kind,
     check_study_name,
+    check_utc,
     clean_metrics,
     dump_json,
     load_json,
@@ -55,12 +65,14 @@ from nasflow.storage.base import (
     study_not_found,
     utc_now,
 )
-from nasflow.trial import TrialState
+from nasflow.trial import INTERRUPTED, SCREENED, TrialState
 
-#: version 2 added the study_results table (retrain/validation/export results next to the trials)
-SCHEMA_VERSION = 2
+#: version 2 added the study_results table (retrain/validation/export results next to the trials);
+#: version 3 added the trials' driver, heartbeat_at and attempts (several drivers on one study)
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30
 _RUNNING = TrialState.RUNNING.value
+_PRUNED = TrialState.PRUNED.value
 #: execution option that makes a SQLite transaction take the write lock when it begins
 _WRITE_OPTION = "nasflow_write"
 
@@ -120,7 +132,11 @@ trials_table = Table(
     Column("error", Text, nullable=True),
     Column("started_at", _UTCDateTime, nullable=False),
     Column("finished_at", _UTCDateTime, nullable=True),
-    Column("fidelity", Text, nullable=False, default="{}"),
+    # server defaults let ALTER TABLE add these columns to a table that already has rows
+    Column("fidelity", Text, nullable=False, default="{}", server_default=text("'{}'")),
+    Column("driver", String(DRIVER_MAX_LENGTH), nullable=True),
+    Column("heartbeat_at", _UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=1, server_default=text("1")),
     # also the index behind "next number" lookups and ordered reads
     UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     Index("ix_trials_study_state", "study_id", "state"),
@@ -154,6 +170,11 @@ results_table = Table(
 )
 
 _TABLE_NAMES = frozenset(metadata.tables)
+#: trials columns that schema versions before 3 may lack (early version 1 files even lack fidelity);
+#: opening such a database adds them
+_ADDED_TRIAL_COLUMNS = ("fidelity", "driver", "heartbeat_at", "attempts")
+#: serialises schema set-up and migration of concurrent openers on PostgreSQL (an arbitrary constant)
+_SCHEMA_LOCK = text("SELECT pg_advisory_xact_lock(7405186321)")
 
 # Statements are built once: building and cache-keying a fresh statement on every call cost
 # SQLAlchemy more than SQLite spends running it. Bound names differ from column names
@@ -161,7 +182,7 @@ _TABLE_NAMES = frozenset(metadata.tables)
 _studies, _trials = studies_table.c, trials_table.c
 _steps, _states = intermediate_table.c, strategy_states_table.c
 
-_STUDY_BY_ID = select(_studies.study_id).where(_studies.study_id == bindparam("b_study"))
+_STUDY_BY_ID = select(_studies.study_id, _studies.name).where(_studies.study_id == bindparam("b_study"))
 _LOCK_STUDY = _STUDY_BY_ID.with_for_update()  # rendered as nothing on SQLite, whose BEGIN IMMEDIATE locks
 _STUDY_BY_NAME = select(studies_table).where(_studies.name == bindparam("b_name"))
 _STUDY_NAMES = select(_studies.name).order_by(_studies.study_id)
@@ -171,6 +192,17 @@ _NEXT_NUMBER = select(func.coalesce(func.max(_trials.number) + 1, 0)).where(
     _trials.study_id == bindparam("b_study")
 )
 _INSERT_TRIAL = insert(trials_table)
+# Trials that do not use budget: interrupted ones and screened-out ones (nasflow.storage.base.uses_budget).
+# substr rather than LIKE, because SQLite's LIKE ignores case and startswith does not.
+_FREE_OF_BUDGET = and_(
+    _trials.state != _RUNNING,
+    _trials.error.is_not(None),
+    or_(
+        _trials.error == INTERRUPTED,
+        and_(_trials.state == _PRUNED, func.substr(_trials.error, 1, len(SCREENED)) == SCREENED),
+    ),
+)
+_BUDGET_USED = select(func.count()).where(_trials.study_id == bindparam("b_study"), not_(_FREE_OF_BUDGET))
 _TRIAL_STATUS = select(_trials.study_id, _trials.number, _trials.state).where(
     _trials.trial_id == bindparam("b_trial")
 )
@@ -185,10 +217,13 @@ _FINISH_TRIAL = (
     )
 )
 _STUDY_TRIALS = select(trials_table).where(_trials.study_id == bindparam("b_study")).order_by(_trials.number)
+# Statements that update several trials first lock them in trial_id order (FOR UPDATE, a no-op on
+# SQLite), so that two of them running at once on PostgreSQL cannot deadlock.
 _RUNNING_NUMBERS = (
     select(_trials.number)
     .where(_trials.study_id == bindparam("b_study"), _trials.state == _RUNNING)
-    .order_by(_trials.number)
+    .order_by(_trials.trial_id)
+    .with_for_update()
 )
 _FAIL_RUNNING = (
     update(trials_table)
@@ -200,10 +235,51 @@ _FAIL_RUNNING = (
     )
 )
 
+_LOCK_BEATING = (
+    select(_trials.trial_id)
+    .where(_trials.trial_id.in_(bindparam("b_trials", expanding=True)), _trials.state == _RUNNING)
+    .order_by(_trials.trial_id)
+    .with_for_update()
+)
+_HEARTBEAT = (
+    update(trials_table)
+    .where(_trials.trial_id.in_(bindparam("b_trials", expanding=True)), _trials.state == _RUNNING)
+    .values(heartbeat_at=bindparam("b_now", type_=_UTCDateTime))
+)
+# the staleness test is part of the UPDATE itself, so a heartbeat committed first keeps its trial alive
+_STALE = and_(
+    _trials.study_id == bindparam("b_study"),
+    _trials.state == _RUNNING,
+    or_(
+        func.coalesce(_trials.heartbeat_at, _trials.started_at) < bindparam("b_before", type_=_UTCDateTime),
+        _trials.driver.in_(bindparam("b_drivers", expanding=True)),
+    ),
+)
+_STALE_NUMBERS = select(_trials.number).where(_STALE)
+_FAIL_STALE = (
+    update(trials_table)
+    .where(_STALE)
+    .values(
+        state=TrialState.FAILED.value,
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_finished", type_=_UTCDateTime),
+    )
+)
+_FAIL_STALE_RETURNING = _FAIL_STALE.returning(_trials.number)
+_RETRY_TRIAL = (
+    update(trials_table)
+    .where(_trials.trial_id == bindparam("b_trial"), _trials.state == _RUNNING)
+    .values(attempts=_trials.attempts + 1, heartbeat_at=bindparam("b_now", type_=_UTCDateTime))
+)
+_TRIAL_ATTEMPTS = select(_trials.attempts).where(_trials.trial_id == bindparam("b_trial"))
+#: rows per statement when updating many trials by id (SQLite limits bound parameters per statement)
+_IDS_PER_STATEMENT = 500
+
 _DELETE_STEP = delete(intermediate_table).where(
     _steps.trial_id == bindparam("b_trial"), _steps.step == bindparam("b_step")
 )
 _INSERT_STEP = insert(intermediate_table)
+_DELETE_TRIAL_STEPS = delete(intermediate_table).where(_steps.trial_id == bindparam("b_trial"))
 _STUDY_STEPS = (
     select(_steps.trial_id, _steps.step, _steps.metrics)
     .join(trials_table, _trials.trial_id == _steps.trial_id)
@@ -348,6 +424,9 @@ class SQLStore(ExperimentStore):
 
     def _init_schema(self) -> None:
         with self._transaction(write=True, opening=True) as conn:
+            if conn.dialect.name == "postgresql":
+                # SQLite's BEGIN IMMEDIATE already keeps a second opener out until this one commits
+                conn.execute(_SCHEMA_LOCK)
             existing = set(inspect(conn).get_table_names())
             stored_version = SCHEMA_VERSION
             if meta_table.name in existing:
@@ -359,8 +438,11 @@ class SQLStore(ExperimentStore):
                         f"cannot open storage {self.url}: it already has table(s) "
                         f"{', '.join(foreign)} that nasflow did not create"
                     )
-            # Every migration so far only adds tables, which create_all does; a database written by an
-            # older nasflow is then stamped with the current version.
+            # Migrations add tables (create_all does that) and trials columns; all of it happens in this
+            # transaction, so a failed upgrade leaves the old database as it was. The database is then
+            # stamped with the current version.
+            if stored_version < SCHEMA_VERSION and trials_table.name in existing:
+                self._add_trial_columns(conn)
             metadata.create_all(conn, checkfirst=True)
             if meta_table.name not in existing:
                 conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -370,6 +452,20 @@ class SQLStore(ExperimentStore):
                     .where(meta_table.c.key == "schema_version")
                     .values(value=str(SCHEMA_VERSION))
                 )
+
+    @staticmethod
+    def _add_trial_columns(conn: Connection) -> None:
+        present = {column["name"] for column in inspect(conn).get_columns(trials_table.name)}
+        for name in _ADDED_TRIAL_COLUMNS:
+            if name in present:
+                continue
+            column = trials_table.c[name]
+            ddl = f"ALTER TABLE {trials_table.name} ADD COLUMN {name} {column.type.compile(conn.dialect)}"
+            if column.server_default is not None:
+                ddl += f" DEFAULT {column.server_default.arg.text}"  # type: ignore[attr-defined]
+            if not column.nullable:
+                ddl += " NOT NULL"
+            conn.exec_driver_sql(ddl)
 
     def _check_version(self, conn: Connection) -> int:
         stored = conn.execute(
@@ -387,10 +483,12 @@ class SQLStore(ExperimentStore):
     # ----------------------------------------------------------------- studies
 
     @staticmethod
-    def _study_exists(conn: Connection, study_id: int, lock: bool = False) -> None:
+    def _study_exists(conn: Connection, study_id: int, lock: bool = False) -> Any:
         query = _LOCK_STUDY if lock else _STUDY_BY_ID
-        if conn.execute(query, {"b_study": study_id}).first() is None:
+        row = conn.execute(query, {"b_study": study_id}).first()
+        if row is None:
             raise no_study_id(study_id)
+        return row
 
     def create_study(self, name: str, config: dict[str, Any]) -> StudyRecord:
         check_study_name(name)
@@ -428,12 +526,22 @@ class SQLStore(ExperimentStore):
         arch_str: str,
         canonical: str,
         fidelity: dict[str, float] | None = None,
+        *,
+        driver: str | None = None,
+        budget: int | None = None,
     ) -> TrialRecord:
         arch_json = dump_json(arch, "the architecture")
         fidelity_json = dump_json(clean_metrics(fidelity or {}, "fidelity"), "the fidelity")
         arch_str, canonical = str(arch_str), str(canonical)
+        driver = check_driver(driver)
+        budget = check_budget(budget)
         with self._transaction(write=True) as conn:
-            self._study_exists(conn, study_id, lock=True)
+            # the study's row lock (or SQLite's write lock) makes count-then-insert one atomic step
+            study = self._study_exists(conn, study_id, lock=True)
+            if budget is not None:
+                used = int(conn.execute(_BUDGET_USED, {"b_study": study_id}).scalar_one())
+                if used >= budget:
+                    raise budget_reached(study.name, study_id, budget)
             number = int(conn.execute(_NEXT_NUMBER, {"b_study": study_id}).scalar_one())
             started_at = utc_now()
             result = conn.execute(
@@ -448,6 +556,9 @@ class SQLStore(ExperimentStore):
                     "metrics": "{}",
                     "started_at": started_at,
                     "fidelity": fidelity_json,
+                    "driver": driver,
+                    "heartbeat_at": started_at,
+                    "attempts": 1,
                 },
             )
             trial_id = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -464,6 +575,9 @@ class SQLStore(ExperimentStore):
             started_at=started_at,
             finished_at=None,
             fidelity=load_json(fidelity_json),
+            driver=driver,
+            heartbeat_at=started_at,
+            attempts=1,
         )
 
     @staticmethod
@@ -537,6 +651,9 @@ class SQLStore(ExperimentStore):
                 started_at=row.started_at,
                 finished_at=row.finished_at,
                 fidelity=load_json(row.fidelity),
+                driver=row.driver,
+                heartbeat_at=row.heartbeat_at,
+                attempts=row.attempts,
             )
             for row in rows
         ]
@@ -548,6 +665,50 @@ class SQLStore(ExperimentStore):
             if numbers:
                 conn.execute(_FAIL_RUNNING, {"b_study": study_id, "b_error": error, "b_finished": utc_now()})
         return numbers
+
+    def heartbeat(self, trial_ids: Sequence[int]) -> None:
+        ids = sorted({int(t) for t in trial_ids})
+        if not ids:
+            return
+        chunks = [ids[start : start + _IDS_PER_STATEMENT] for start in range(0, len(ids), _IDS_PER_STATEMENT)]
+        with self._transaction(write=True) as conn:
+            for chunk in chunks:
+                conn.execute(_LOCK_BEATING, {"b_trials": chunk})
+            # read the clock only once the rows are ours: a fail_stale_trials that committed meanwhile
+            # is then already visible, and one that comes later sees a heartbeat no older than its cut-off
+            now = utc_now()
+            for chunk in chunks:
+                conn.execute(_HEARTBEAT, {"b_trials": chunk, "b_now": now})
+
+    def fail_stale_trials(
+        self, study_id: int, error: str, *, heartbeat_before: datetime, drivers: Sequence[str] = ()
+    ) -> list[int]:
+        values = {
+            "b_study": study_id,
+            "b_before": check_utc(heartbeat_before, "heartbeat_before"),
+            "b_drivers": check_drivers(drivers),
+            "b_error": error,
+            "b_finished": utc_now(),
+        }
+        with self._transaction(write=True) as conn:
+            self._study_exists(conn, study_id)
+            conn.execute(_RUNNING_NUMBERS, {"b_study": study_id})  # locks the candidates, see above
+            if conn.dialect.update_returning:
+                numbers = list(conn.execute(_FAIL_STALE_RETURNING, values).scalars())
+            else:
+                # SQLite before 3.35 has no RETURNING; its write lock keeps this pair atomic
+                numbers = list(conn.execute(_STALE_NUMBERS, values).scalars())
+                conn.execute(_FAIL_STALE, values)
+        return sorted(numbers)
+
+    def retry_trial(self, trial_id: int) -> int:
+        with self._transaction(write=True) as conn:
+            row = self._running_trial(conn, trial_id)
+            result = conn.execute(_RETRY_TRIAL, {"b_trial": trial_id, "b_now": utc_now()})
+            if result.rowcount != 1:  # only possible without a database-wide write lock
+                raise StorageError(f"trial {row.number} (id {trial_id}) was finished by someone else")
+            conn.execute(_DELETE_TRIAL_STEPS, {"b_trial": trial_id})
+            return int(conn.execute(_TRIAL_ATTEMPTS, {"b_trial": trial_id}).scalar_one())
 
     # ----------------------------------------------------------------- strategy state
 
@@ -581,7 +742,7 @@ class SQLStore(ExperimentStore):
         with self._transaction(write=True) as conn:
             self._study_exists(conn, study_id)
             values = {"study_id": study_id, "kind": kind, "payload": payload_json, "created_at": now}
-            result_id = conn.execute(_INSERT_RESULT, values).inserted_primary_key[0]
+            result_id = int(conn.execute(_INSERT_RESULT, values).inserted_primary_key[0])  # type: ignore[index]
         return ResultRecord(result_id, study_id, kind, load_json(payload_json), now)
 
     def get_results(self, study_id: int, kind: str | None = None) -> list[ResultRecord]:

@@ -1,0 +1,56 @@
+"""Several `nasflow search` processes on one study: a joint budget, no duplicate or lost trial."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import nasflow as nf
+from nasflow.storage import open_store
+
+BUDGET = 14
+
+
+def _search(url: str, name: str, config: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "nasflow.cli.main", "search", "--config", str(config)]
+    command += ["--storage", url, "--name", name, "--budget", str(BUDGET), "--quiet", "--output", "json"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished(url: str, name: str) -> int:
+    try:
+        trials = nf.load_study(name, url).trials()
+    except nf.NasflowError:
+        return 0
+    return sum(t.state.finished for t in trials)
+
+
+@pytest.mark.slow
+def test_two_search_processes_finish_their_joint_budget(backend_url: str, tmp_path: Path) -> None:
+    name = f"joint-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "search.yaml"
+    # real (short) training, so both processes are busy at the same time
+    config.write_text("evaluator_options: {epochs: 2}\nstrategy: evolution\n")
+    first = _search(backend_url, name, config)
+    deadline = time.monotonic() + 120
+    while _finished(backend_url, name) < 1:  # the second joins a study that is under way
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    second = _search(backend_url, name, config)
+    for process in (first, second):
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+
+    with open_store(backend_url) as store:
+        records = store.get_trials(store.load_study(name).study_id)
+    assert [r.number for r in records] == list(range(BUDGET))  # none duplicated, none missing
+    assert all(r.state is nf.TrialState.COMPLETE for r in records)
+    drivers = {r.driver for r in records}
+    assert len(drivers) == 2, "both processes should have run trials"
+    assert all(r.attempts == 1 and r.metrics["accuracy"] > 0 for r in records)
