@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import threading
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
@@ -43,15 +44,17 @@ def _import_ray() -> Any:
     return ray
 
 
-def _evaluate_on_worker(evaluator: Evaluator, arch: Architecture, context: EvalContext, threads: int) -> Outcome:
+def _evaluate_on_worker(
+    evaluator: Evaluator, arch: Architecture, context: EvalContext, threads: int, gpu: bool
+) -> Outcome:
     """Run one evaluation inside a Ray worker, limited to the trial's share of the CPU cores."""
     import torch
 
     # Ray runs several tasks on one machine; without this each would start one thread per core.
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
-    if context.device == "cpu" and os.environ.get("CUDA_VISIBLE_DEVICES"):
-        # Ray lists only this task's GPUs, so "cuda" is the one the trial was given.
+    if gpu and context.device == "cpu":
+        # Ray shows the task only the GPUs it was given, so "cuda" is the trial's own GPU.
         context.device = "cuda"
     try:
         return run_evaluation(evaluator, arch, context)
@@ -113,7 +116,9 @@ class RayExecutor(Executor):
             self._connect(ray, address, num_cpus)
             self._owns_connection = True
         try:
-            self.max_workers = max_workers or self._fitting_trials(ray.cluster_resources())
+            nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+            fits = trials_that_fit(nodes, self.trial_cpus, self.trial_gpus, trial_memory_mb)
+            self.max_workers = max_workers or fits
         except ConfigError:
             self._disconnect()
             raise
@@ -133,35 +138,21 @@ class RayExecutor(Executor):
     def _connect(ray: Any, address: str | None, num_cpus: int | None) -> None:
         quiet = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
         if address is None:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **quiet)
+            # "local" starts a new instance even when RAY_ADDRESS points at a cluster.
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **quiet)
             return
+        hint = (
+            "start it with 'ray start --head' on the head node and pass its address (HOST:PORT, or "
+            "'auto' on a node of the cluster), or use address=None for a local Ray instance"
+        )
+        if address != "auto":
+            _check_reachable(address, hint)
         try:
             ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError here
             raise ConfigError(
-                f"cannot connect to the Ray cluster at {address!r} ({_reason(exc)}); start it with "
-                "'ray start --head' on the head node and pass its address (HOST:PORT, or 'auto' on a "
-                "node of the cluster), or use address=None for a local Ray instance"
+                f"cannot connect to the Ray cluster at {address!r} ({_reason(exc)}); {hint}"
             ) from None
-
-    def _fitting_trials(self, resources: dict[str, float]) -> int:
-        """How many trials the cluster runs at once; ConfigError when not even one fits."""
-        cpus, gpus = float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
-        if self.trial_cpus > cpus:
-            raise ConfigError(
-                f"trial_cpus={self.trial_cpus:g} but the Ray cluster has {cpus:g} CPUs; ask for at most "
-                f"{cpus:g} per trial or add nodes"
-            )
-        if self.trial_gpus > gpus:
-            raise ConfigError(
-                f"trial_gpus={self.trial_gpus:g} but the Ray cluster has {gpus:g} GPUs; ask for at most "
-                f"{gpus:g} per trial or add GPU nodes"
-            )
-        # A small epsilon keeps e.g. 0.3 CPU per trial on 0.9 CPUs at 3 despite rounding.
-        fits = math.floor(cpus / self.trial_cpus + 1e-9) if self.trial_cpus > 0 else math.inf
-        if self.trial_gpus > 0:
-            fits = min(fits, math.floor(gpus / self.trial_gpus + 1e-9))
-        return max(1, int(fits)) if fits != math.inf else max(1, int(cpus))
 
     # -- running ---------------------------------------------------------------------------
     def _stored_evaluator(self, evaluator: Evaluator) -> Any:
@@ -171,8 +162,10 @@ class RayExecutor(Executor):
             try:
                 entry = (evaluator, self._ray.put(evaluator))
             except Exception as exc:
+                cause = exc.__cause__ or exc  # Ray wraps the pickling error in a long report
                 raise ConfigError(
-                    f"the evaluator cannot be sent to Ray workers ({_reason(exc)}); make it picklable "
+                    f"the evaluator cannot be sent to Ray workers ({type(cause).__name__}: "
+                    f"{_reason(cause)}); make it picklable "
                     "(e.g. define its function at module level) or use the inline executor"
                 ) from None
             self._stored[id(evaluator)] = entry
@@ -182,9 +175,12 @@ class RayExecutor(Executor):
         """Start evaluating ``arch`` as a Ray task; the future yields an :class:`Outcome`."""
         stored = self._stored_evaluator(evaluator)
         try:
-            ref = self._task.remote(stored, arch, context, self._threads)
+            ref = self._task.remote(stored, arch, context, self._threads, self.trial_gpus > 0)
         except Exception as exc:  # e.g. a pruner in the context that cannot be pickled
-            raise ConfigError(f"cannot send the evaluation to Ray ({_reason(exc)})") from None
+            cause = exc.__cause__ or exc
+            raise ConfigError(
+                f"cannot send the evaluation to Ray workers ({type(cause).__name__}: {_reason(cause)})"
+            ) from None
         future: Future[Outcome] = Future()
         with self._lock:
             self._running[ref] = future
@@ -207,10 +203,18 @@ class RayExecutor(Executor):
     def _outcome_of(self, exc: BaseException) -> Outcome:
         exceptions = self._ray.exceptions
         if isinstance(exc, exceptions.RayTaskError):
-            # An exception escaped run_evaluation (it catches ordinary ones), or the worker could
-            # not unpickle the arguments, e.g. a module that is not installed there.
-            cause = getattr(exc, "cause", None) or exc
-            return Outcome(None, f"{type(cause).__name__}: {_reason(cause)}")
+            # Something escaped run_evaluation (it catches ordinary exceptions) or the task never
+            # ran it; Ray keeps the original exception as the cause.
+            exc = getattr(exc, "cause", None) or exc
+            if isinstance(exc, exceptions.RaySystemError):
+                # Typically the worker could not unpickle the evaluator: a module only the driver has.
+                return Outcome(
+                    None,
+                    f"the Ray worker could not load the evaluation ({_reason(exc)}); install the "
+                    "modules it needs on every node, or ship them with Ray's runtime_env",
+                )
+            if not isinstance(exc, exceptions.RayError):
+                return Outcome(None, f"{type(exc).__name__}: {_reason(exc)}")
         if isinstance(exc, exceptions.TaskCancelledError):
             return Outcome(None, "the Ray task was cancelled")
         lost = tuple(getattr(exceptions, name) for name in LOST_ERRORS if hasattr(exceptions, name))
@@ -243,6 +247,48 @@ class RayExecutor(Executor):
         if self._owns_connection and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns_connection = False
+
+
+def trials_that_fit(
+    nodes: list[dict[str, float]],
+    trial_cpus: float,
+    trial_gpus: float = 0.0,
+    trial_memory_mb: float | None = None,
+) -> int:
+    """How many trials a cluster runs at once, given each alive node's resources (Ray's names).
+
+    A Ray task runs on one node, so a trial must fit on the largest node, and each node holds as many
+    trials as its CPUs (and GPUs, and memory when reserved) allow.
+
+    Raises:
+        ConfigError: no node is large enough for one trial (Ray would wait for one forever).
+    """
+    asked = {"CPU": trial_cpus, "GPU": trial_gpus, "memory": (trial_memory_mb or 0.0) * 2**20}
+    asked = {name: amount for name, amount in asked.items() if amount > 0}
+    units = {"CPU": ("trial_cpus", "CPUs", 1.0), "GPU": ("trial_gpus", "GPUs", 1.0)}
+    units["memory"] = ("trial_memory_mb", "MB of memory", 2**-20)
+    for name, amount in asked.items():
+        largest = max((node.get(name, 0.0) for node in nodes), default=0.0)
+        if amount > largest:
+            setting, unit, scale = units[name]
+            raise ConfigError(
+                f"{setting}={amount * scale:g} but the largest node of the Ray cluster has "
+                f"{largest * scale:g} {unit}; ask for at most that per trial or add a larger node"
+            )
+    # The epsilon keeps e.g. 0.1 CPU per trial on 0.7 CPUs at 7 despite floating-point rounding.
+    per_node = [min(math.floor(node.get(n, 0.0) / a + 1e-9) for n, a in asked.items()) for node in nodes]
+    return max(1, sum(per_node))
+
+
+def _check_reachable(address: str, hint: str, timeout: float = 5.0) -> None:
+    """Fail fast on an address nothing listens at: Ray itself would retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r} is not 'auto' or 'HOST:PORT' (e.g. '10.0.0.5:6379')")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({exc}); {hint}") from None
 
 
 def _check_settings(
