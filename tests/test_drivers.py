@@ -12,6 +12,8 @@ import pytest
 
 import nasflow as nf
 from nasflow.storage import open_store
+from nasflow.testing.spaces import constrained_space
+from nasflow.testing.strategies import synthetic_score
 
 BUDGET = 14
 
@@ -54,3 +56,41 @@ def test_two_search_processes_finish_their_joint_budget(backend_url: str, tmp_pa
     drivers = {r.driver for r in records}
     assert len(drivers) == 2, "both processes should have run trials"
     assert all(r.attempts == 1 and r.metrics["accuracy"] > 0 for r in records)
+    # the second driver got its own random stream rather than repeating the first one's proposals
+    assert len({r.canonical for r in records}) >= BUDGET - 1
+
+
+def _score(arch: object) -> dict[str, float]:
+    return {"accuracy": synthetic_score(arch)}  # type: ignore[arg-type]
+
+
+def _random_study(url: str) -> nf.Study:
+    return nf.create_study(
+        space=constrained_space(),
+        strategy="random",
+        evaluator=nf.FunctionEvaluator(_score),
+        storage=url,
+        name="shared",
+        seed=4,
+        load_if_exists=True,
+    )
+
+
+def test_a_driver_that_meets_another_live_driver_draws_its_own_architectures(tmp_path: Path) -> None:
+    alone_url, shared_url = f"sqlite:///{tmp_path / 'alone.db'}", f"sqlite:///{tmp_path / 'shared.db'}"
+    alone = _random_study(alone_url)
+    alone.optimize(budget=6)
+    joining = _random_study(shared_url)
+    with open_store(shared_url) as store:  # a live driver elsewhere is running trial 0
+        study_id = store.load_study("shared").study_id
+        store.create_trial(study_id, {"x": 1}, "x", "x", driver="other-host:7:live")
+    joining.optimize(budget=7)
+    mine = [t.canonical for t in joining.trials()[1:]]
+    assert len(mine) == 6
+    assert mine != [t.canonical for t in alone.trials()]
+    # resuming alone never forks: the same seed gives the same trials
+    again = _random_study(f"sqlite:///{tmp_path / 'again.db'}")
+    again.optimize(budget=3)
+    again = _random_study(f"sqlite:///{tmp_path / 'again.db'}")
+    again.optimize(budget=6)
+    assert [t.canonical for t in again.trials()] == [t.canonical for t in alone.trials()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import time
@@ -111,6 +112,7 @@ class Study:
         #: numbers of the finished trials the strategy has been told (or that it must not be told)
         self._told: set[int] = set()
         self._stop_requested = False
+        self._forked = False  # see _diverge_from
         self.heartbeat_interval = HEARTBEAT_INTERVAL_S
         self.stale_after = STALE_AFTER_S
 
@@ -373,6 +375,19 @@ class Study:
         )
         return self._store.get_trials(self._study_id) if reclaimed else records
 
+    def _diverge_from(self, other_driver: str | None) -> None:
+        """Give this driver's strategy its own random stream once another live driver shows up.
+
+        Drivers of one study restore the same saved strategy state, so with the same random stream
+        they would propose the same architectures. A single driver never forks, so resuming a study
+        alone still gives the trials of an uninterrupted run.
+        """
+        if self._forked or self.strategy is None:
+            return
+        self._forked = True
+        key = int.from_bytes(hashlib.sha256(self._driver.encode()).digest()[:8], "little")
+        self.strategy.rng = np.random.default_rng([self.seed, key])
+
     def _sync(self) -> int:
         """Tell the strategy the trials other drivers finished; returns the budget already taken.
 
@@ -384,7 +399,9 @@ class Study:
         taken = 0
         for record in records:
             if record.state is TrialState.RUNNING:
-                taken += record.driver != self._driver
+                if record.driver != self._driver:
+                    taken += 1
+                    self._diverge_from(record.driver)
                 continue
             uses_budget = record.error != INTERRUPTED and not is_screened(record.state, record.error)
             taken += uses_budget
