@@ -171,9 +171,16 @@ class CostEvaluator(Evaluator):
 
     # -- life cycle ------------------------------------------------------------------------
     def _measured_metrics(self) -> list[str]:
-        """The metrics built networks are needed for (all but a predicted latency)."""
+        """The metrics built networks are needed for (all but a predicted latency).
+
+        A measured latency always brings its spread along, so every report can show how steady the
+        measurement was.
+        """
         predicted = self._predictor_table is not None
-        return [m for m in self.metrics if not (predicted and m == "latency_ms")]
+        measured = [m for m in self.metrics if not (predicted and m == "latency_ms")]
+        if "latency_ms" in measured and "latency_spread" not in measured:
+            measured.append("latency_spread")
+        return measured
 
     def setup(self, space: DecisionSpace) -> None:
         """Set up the inner evaluator, then check that ``space`` builds networks of a known shape."""
@@ -319,7 +326,7 @@ class CostEvaluator(Evaluator):
         if "latency_ms" in self.metrics and "latency_ms" not in measured:
             assert self.predictor is not None, "setup() builds the predictor"
             values["latency_ms"] = self.predictor.predict(arch)
-        return {name: values[name] for name in self.metrics}
+        return {name: values[name] for name in (*self.metrics, "latency_spread") if name in values}
 
     def precheck(self, arch: Architecture) -> dict[str, float]:
         """What the inner evaluator knows in advance plus the costs (measured once and cached, or predicted).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,20 @@ COST_METRICS = ("params", "flops", "latency_ms")
 TOP_FRACTION = 0.25
 #: decision names listed in a pooled group's label before it abbreviates
 _LABEL_NAMES = 4
+#: a re-measured latency this close to the recorded one (relative) counts as stable enough to rank
+STABLE_WITHIN = 0.10
+#: result kind that nasflow.estimators.cost.remeasure_latency stores
+REMEASURED_KIND = "remeasured_latency"
+#: CostEvaluator settings shown in the latency section, with their labels, in this order
+_LATENCY_SETTINGS = (
+    ("runtime", "runtime"),
+    ("device", "device"),
+    ("batch_size", "batch size"),
+    ("threads", "threads"),
+    ("warmup", "warm-up calls"),
+    ("repeats", "timed repeats (at least)"),
+    ("latency_source", "latency source"),
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,72 @@ class Summary:
     failures: tuple[FrozenTrial, ...]
 
 
+@dataclass(frozen=True)
+class Remeasurement:
+    """One row of a stored latency re-measurement: a trial's recorded and fresh ``latency_ms``.
+
+    Attributes:
+        trial: the trial's number.
+        arch_str: its architecture string (None when the trial is not in the study).
+        recorded_ms: ``latency_ms`` stored with the trial during the search.
+        remeasured_ms: the fresh measurement after the search.
+        feasible: whether every constraint held with the fresh value (None when not recorded).
+    """
+
+    trial: int
+    arch_str: str | None
+    recorded_ms: float | None
+    remeasured_ms: float | None
+    feasible: bool | None
+
+    @property
+    def difference(self) -> float | None:
+        """``|remeasured - recorded| / recorded`` as a fraction; None unless both are known, recorded > 0."""
+        if self.recorded_ms is None or self.remeasured_ms is None or not self.recorded_ms > 0:
+            return None
+        return abs(self.remeasured_ms - self.recorded_ms) / self.recorded_ms
+
+
+@dataclass(frozen=True)
+class LatencyStability:
+    """How stable the study's latency measurements are: settings, spread within one, and repeats.
+
+    Attributes:
+        settings: (label, value) of the measurement settings the stored study config records.
+        source: ``"measured"`` or ``"predicted"`` when the config records it, else None.
+        spread_trials: trials whose metrics hold ``latency_spread``.
+        spread_median, spread_max: median and largest ``latency_spread`` over them (None without any).
+        spread_max_trial: the trial with the largest spread.
+        remeasurements: every row of every stored ``remeasured_latency`` result, oldest first.
+        results: how many ``remeasured_latency`` results were stored.
+        predicted_results: how many of them re-measured a predicted (look-up table) latency.
+    """
+
+    settings: tuple[tuple[str, Any], ...]
+    source: str | None
+    spread_trials: int
+    spread_median: float | None
+    spread_max: float | None
+    spread_max_trial: int | None
+    remeasurements: tuple[Remeasurement, ...]
+    results: int
+    predicted_results: int = 0
+
+    @property
+    def compared(self) -> list[Remeasurement]:
+        """The rows with a relative difference (both numbers known, recorded > 0)."""
+        return [r for r in self.remeasurements if r.difference is not None]
+
+    def within(self, tolerance: float = STABLE_WITHIN) -> int:
+        """How many compared rows differ from the recorded latency by less than ``tolerance``."""
+        return sum(1 for r in self.compared if r.difference is not None and r.difference < tolerance)
+
+    @property
+    def max_difference(self) -> float | None:
+        """The largest relative difference among the compared rows."""
+        return max((r.difference for r in self.compared if r.difference is not None), default=None)
+
+
 @dataclass
 class ReportData:
     """Everything the report shows, computed once from a study."""
@@ -136,6 +217,7 @@ class ReportData:
     frequencies: list[ChoiceFrequencies]
     good_trials: int
     cards: list[dict[str, Any]] = field(default_factory=list)
+    latency: LatencyStability | None = None
 
     @property
     def first(self) -> Objective:
@@ -333,6 +415,103 @@ def robustness_rows(card: Mapping[str, Any]) -> list[tuple[str, float, float]]:
     return rows
 
 
+def cost_description(description: Any) -> Mapping[str, Any] | None:
+    """The recorded CostEvaluator settings within an evaluator's description (searched depth first).
+
+    A CostEvaluator may sit inside another evaluator's description (e.g. as its ``inner``), so every
+    nested mapping and list is looked at; the first mapping named ``"cost"`` wins.
+    """
+    if isinstance(description, Mapping):
+        if description.get("name") == "cost":
+            return description
+        children: Any = description.values()
+    elif isinstance(description, Sequence) and not isinstance(description, (str, bytes)):
+        children = description
+    else:
+        return None
+    for child in children:
+        found = cost_description(child)
+        if found is not None:
+            return found
+    return None
+
+
+def _measures_latency(cost: Mapping[str, Any] | None) -> bool:
+    metrics = cost.get("metrics") if cost is not None else None
+    return (
+        cost is not None
+        and cost.get("latency_source", "measured") == "measured"
+        and isinstance(metrics, Sequence)
+        and "latency_ms" in metrics
+    )
+
+
+def _remeasurement(row: Mapping[str, Any], arch_strs: Mapping[int, str]) -> Remeasurement | None:
+    trial = row.get("trial")
+    if isinstance(trial, bool) or not isinstance(trial, int):
+        return None
+    feasible = row.get("feasible")
+    return Remeasurement(
+        trial=trial,
+        arch_str=arch_strs.get(trial),
+        recorded_ms=as_number(row.get("recorded_ms")),
+        remeasured_ms=as_number(row.get("remeasured_ms")),
+        feasible=feasible if isinstance(feasible, bool) else None,
+    )
+
+
+def latency_stability(
+    trials: Sequence[FrozenTrial],
+    remeasured: Sequence[Mapping[str, Any]],
+    config: Mapping[str, Any] | None = None,
+) -> LatencyStability | None:
+    """How stable the study's measured latencies are; None when its trials hold no measured latency.
+
+    A latency counts as measured when a trial reports ``latency_spread`` (a property of a measurement,
+    which a look-up table cannot predict), or when the recorded settings show a CostEvaluator that
+    measures ``latency_ms`` (it stores ``latency_spread`` only when asked to).
+
+    Args:
+        trials: the study's trials.
+        remeasured: payloads of the study's ``remeasured_latency`` results (rows of trial,
+            recorded_ms, remeasured_ms, feasible), oldest first.
+        config: the study's stored settings (``Study.config``), for the measurement settings.
+    """
+    if not any(as_number(t.metrics.get("latency_ms")) is not None for t in trials):
+        return None
+    cost = cost_description((config or {}).get("evaluator"))
+    spreads = [
+        (value, t.number)
+        for t in trials
+        if (value := as_number(t.metrics.get("latency_spread"))) is not None and math.isfinite(value)
+    ]
+    if not spreads and not _measures_latency(cost):
+        return None
+    recorded = cost or {}
+    known = [(key, label) for key, label in _LATENCY_SETTINGS if recorded.get(key) is not None]
+    settings = tuple((label, recorded[key]) for key, label in known)
+    arch_strs = {t.number: t.arch_str for t in trials}
+    rows: list[Remeasurement] = []
+    for payload in remeasured:
+        entries = payload.get("rows")
+        if isinstance(entries, Sequence) and not isinstance(entries, (str, bytes)):
+            parsed = (_remeasurement(r, arch_strs) for r in entries if isinstance(r, Mapping))
+            rows.extend(r for r in parsed if r is not None)
+    widest = max(spreads, default=None)
+    source = recorded.get("latency_source")
+    return LatencyStability(
+        settings=settings,
+        source=str(source) if source is not None else None,
+        spread_trials=len(spreads),
+        spread_median=statistics.median(v for v, _ in spreads) if spreads else None,
+        spread_max=widest[0] if widest else None,
+        spread_max_trial=widest[1] if widest else None,
+        remeasurements=tuple(rows),
+        results=len(remeasured),
+        predicted_results=sum(1 for p in remeasured if p.get("source") == "predicted"),
+    )
+
+
 # -- from a study -----------------------------------------------------------------------------
 def describe_component(description: Any) -> str:
     """``{"name": "evolution", "population_size": 10}`` as ``evolution (population_size=10)``."""
@@ -402,6 +581,12 @@ def export_cards(study: Study) -> list[dict[str, Any]]:
     return [dict(r.payload) for r in study.results("export") if isinstance(r.payload, Mapping)]
 
 
+def latency_section(study: Study, trials: Sequence[FrozenTrial]) -> LatencyStability | None:
+    """The latency-measurement data of ``study`` (None when its trials hold no measured latency)."""
+    payloads = [r.payload for r in study.results(REMEASURED_KIND) if isinstance(r.payload, Mapping)]
+    return latency_stability(trials, payloads, stored_config(study))
+
+
 def gather(study: Study, top: int = 10) -> ReportData:
     """Compute everything the report shows from ``study``.
 
@@ -432,4 +617,5 @@ def gather(study: Study, top: int = 10) -> ReportData:
         frequencies=choice_frequencies(decisions, completed, ranked[:good]),
         good_trials=good,
         cards=export_cards(study),
+        latency=latency_section(study, trials),
     )

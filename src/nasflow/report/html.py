@@ -25,6 +25,8 @@ from nasflow.errors import ConfigError, NasflowError
 from nasflow.output_dirs import prepare_output_dir, study_folder
 from nasflow.report import plots
 from nasflow.report.data import (
+    STABLE_WITHIN,
+    LatencyStability,
     ReportData,
     as_number,
     gather,
@@ -71,6 +73,8 @@ SECTIONS = (
     ("best", "Best architecture"),
     ("exports", "Exported models"),
 )
+#: shown after the Pareto front only when the study's trials hold measured latency
+LATENCY_SECTION = ("latency", "Latency measurement")
 
 
 @dataclass(frozen=True)
@@ -436,6 +440,109 @@ def _exports(data: ReportData, images: Mapping[str, Image]) -> str:
     return "".join(_card(i, card, images) for i, card in enumerate(data.cards))
 
 
+def _percent(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{fraction * 100:.1f} %"
+
+
+def _latency_settings(latency: LatencyStability) -> str:
+    if not latency.settings:
+        return _caption(
+            "The study's settings do not record how latency was measured: its evaluator reported "
+            "<code>latency_ms</code> itself."
+        )
+    return _key_values([(label, fmt(value)) for label, value in latency.settings])
+
+
+def _latency_spread(latency: LatencyStability) -> str:
+    meaning = (
+        "Spread of one measurement: (p90 − p10) / median of its timed repeats, the relative width of "
+        "the middle 80 % of them."
+    )
+    if latency.spread_median is None:
+        return _caption(meaning) + _note(
+            "No trial recorded <code>latency_spread</code>. To record it, search with "
+            '<code>nf.CostEvaluator(inner, metrics=["latency_ms", "latency_spread"])</code> as the '
+            "evaluator."
+        )
+    return _caption(meaning) + (
+        f"<p>Over {latency.spread_trials} measured trials: median spread "
+        f"{_percent(latency.spread_median)}, largest {_percent(latency.spread_max)} "
+        f"(trial {latency.spread_max_trial}).</p>"
+    )
+
+
+def _latency_repeats(latency: LatencyStability) -> str:
+    if not latency.remeasurements:
+        return _note(
+            "No re-measurement is stored. A <code>nasflow search</code> whose objectives or constraints "
+            "name <code>latency_ms</code> re-measures the Pareto front (or the best trial) at its end; for "
+            "a stored study, call <code>nasflow.estimators.cost.remeasure_latency(study)</code> on it and "
+            "build the report again."
+        )
+    rows = [
+        [
+            str(r.trial),
+            _code(r.arch_str),
+            fmt(r.recorded_ms),
+            fmt(r.remeasured_ms),
+            _percent(r.difference),
+            "—" if r.feasible is None else ("met" if r.feasible else "violated"),
+        ]
+        for r in latency.remeasurements
+    ]
+    head = ["trial", "architecture", "recorded ms", "re-measured ms", "difference", "constraints"]
+    parts = [_table(head, rows, [True, False, True, True, True, False])]
+    compared = len(latency.compared)
+    limit = f"{STABLE_WITHIN * 100:.0f} %"
+    parts.append(
+        f"<p><strong>{latency.within()} of {compared} re-measurements within {limit} of the recorded "
+        f"latency (max {_percent(latency.max_difference)}).</strong></p>"
+    )
+    notes = [
+        "Difference: |re-measured − recorded| / recorded. A re-measurement is a fresh measurement after "
+        "the search, with no cache."
+    ]
+    if latency.source == "measured":
+        notes.append(
+            "Both values are a measurement's fastest timed repeat, which nasflow uses as latency_ms."
+        )
+    if latency.results > 1:
+        notes.append(f"Rows of all {latency.results} stored re-measurements, oldest first.")
+    if latency.predicted_results:
+        notes.append(
+            f"{latency.predicted_results} of them compare a latency predicted from a look-up table with a "
+            "measurement, not two measurements."
+        )
+    if compared < len(latency.remeasurements):
+        notes.append(f"{len(latency.remeasurements) - compared} rows lack a recorded or re-measured value.")
+    parts.append(_caption(" ".join(notes)))
+    return "".join(parts)
+
+
+def _latency(data: ReportData) -> str:
+    latency = data.latency
+    if latency is None:  # the section is left out then; kept total for direct callers
+        return _note("The study's trials hold no measured latency.")
+    return "".join(
+        [
+            "<h3>Settings</h3>",
+            _latency_settings(latency),
+            "<h3>Within one measurement</h3>",
+            _latency_spread(latency),
+            "<h3>Repeated measurement</h3>",
+            _latency_repeats(latency),
+        ]
+    )
+
+
+def report_sections(data: ReportData) -> list[tuple[str, str]]:
+    """The (key, title) of the sections ``data`` gets, in page order."""
+    sections = list(SECTIONS)
+    if data.latency is not None:
+        sections.insert([key for key, _ in sections].index("pareto") + 1, LATENCY_SECTION)
+    return sections
+
+
 # -- figures and page -------------------------------------------------------------------------
 def render_figures(data: ReportData, only: Collection[str] | None = None) -> dict[str, Image]:
     """Every figure the data supports (or those named in ``only``), by file stem.
@@ -524,10 +631,13 @@ def render_html(data: ReportData, images: Mapping[str, Image]) -> str:
         "best": _best(data, images),
         "exports": _exports(data, images),
     }
-    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in SECTIONS)
+    present = report_sections(data)
+    if data.latency is not None:
+        bodies["latency"] = _latency(data)
+    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in present)
     sections = "".join(
         f'<section id="{key}"><h2>{i}. {escape(title)}</h2>{bodies[key]}</section>'
-        for i, (key, title) in enumerate(SECTIONS, 1)
+        for i, (key, title) in enumerate(present, 1)
     )
     name = escape(data.summary.name)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
