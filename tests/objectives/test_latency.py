@@ -117,6 +117,36 @@ def test_measure_latency_structure_and_invariants(runtime: str) -> None:
     assert LatencyResult.from_dict(result.to_dict()) == result
 
 
+def test_onnxruntime_times_several_sessions_and_keeps_the_fastest(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from nasflow.objectives import latency
+
+    sessions: list[object] = []
+    real_session = latency.onnx_session
+
+    def slow_second(*args: object) -> object:
+        session = real_session(*args)  # type: ignore[arg-type]
+        sessions.append(session)
+        if len(sessions) == 2:  # a session that is slow for its whole lifetime
+            run = session.run
+
+            class Slow:
+                def __getattr__(self, name: str) -> object:
+                    return getattr(session, name)
+
+                def run(self, *a: object) -> object:
+                    time.sleep(0.002)
+                    return run(*a)
+
+            return Slow()
+        return session
+
+    monkeypatch.setattr(latency, "onnx_session", slow_second)
+    result = measure_latency(tiny_convnet(), (1, 8, 8), runtime="onnxruntime", repeats=5, min_time_ms=0)
+    assert len(sessions) == latency.ONNX_SESSIONS == 2
+    assert result.repeats == 5 and result.estimate_ms < 1.0  # the slow session's 2 ms calls are not it
+
+
 def test_latency_result_from_bad_dict() -> None:
     with pytest.raises(ConfigError, match="missing keys"):
         LatencyResult.from_dict({"median_ms": 1.0})
