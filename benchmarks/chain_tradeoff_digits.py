@@ -12,6 +12,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/chain_tradeoff_digits.py                          # ~11 min
     OMP_NUM_THREADS=1 python benchmarks/chain_tradeoff_digits.py --widths 0.125,0.25,0.5 --epochs 10
+    OMP_NUM_THREADS=1 python benchmarks/chain_tradeoff_digits.py --widths 0.125,0.25,0.5,1 --depth 1
     OMP_NUM_THREADS=1 python benchmarks/chain_tradeoff_digits.py --networks 4 --epochs 1  # smoke run
 
 Writes ``chain_tradeoff-<label>.json`` (every network with its numbers) to the output directory
@@ -79,6 +80,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", default="", help="width choices, e.g. 0.125,0.25,0.5")
+    parser.add_argument("--depth", type=int, default=0, help="fix every stage's depth (default: 1-3)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (TrainEvaluator default 10)")
     parser.add_argument("--networks", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
@@ -86,7 +88,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    options = {"widths": [float(w) for w in args.widths.split(",")]} if args.widths else {}
+    options: dict[str, Any] = {"widths": [float(w) for w in args.widths.split(",")]} if args.widths else {}
+    if args.depth:
+        options.update(min_depth=args.depth, max_depth=args.depth)
     space = nf.get_space("chain", **options)
     task = nf.load_task("digits")
     evaluator = nf.TrainEvaluator(task=task, epochs=args.epochs)
@@ -95,7 +99,8 @@ def main() -> None:
     start = time.perf_counter()
     rows = [measure(space, space.sample(rng), task, evaluator, i) for i in range(args.networks)]
     summary = summarise(rows)
-    label = f"w{args.widths or 'default'}-e{args.epochs}-n{args.networks}".replace(",", "_")
+    depth = f"-d{args.depth}" if args.depth else ""
+    label = f"w{args.widths or 'default'}{depth}-e{args.epochs}-n{args.networks}".replace(",", "_")
     folder = Path(args.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     seconds = time.perf_counter() - start
