@@ -34,7 +34,7 @@ from nasflow.pruners.base import Pruner, PruningHistory, PruningMonitor
 from nasflow.space.architecture import Architecture
 from nasflow.space.base import DecisionSpace
 from nasflow.storage import ExperimentStore, ResultRecord, TrialRecord
-from nasflow.storage.base import utc_now
+from nasflow.storage.base import uses_budget, utc_now
 from nasflow.strategies.base import Strategy, Suggestion
 from nasflow.trial import (
     INTERRUPTED,
@@ -112,7 +112,7 @@ class Study:
         #: numbers of the finished trials the strategy has been told (or that it must not be told)
         self._told: set[int] = set()
         self._stop_requested = False
-        self._forked = False  # see _diverge_from
+        self._forked = False  # see _diverge
         self.heartbeat_interval = HEARTBEAT_INTERVAL_S
         self.stale_after = STALE_AFTER_S
 
@@ -375,7 +375,7 @@ class Study:
         )
         return self._store.get_trials(self._study_id) if reclaimed else records
 
-    def _diverge_from(self, other_driver: str | None) -> None:
+    def _diverge(self) -> None:
         """Give this driver's strategy its own random stream once another live driver shows up.
 
         Drivers of one study restore the same saved strategy state, so with the same random stream
@@ -401,10 +401,9 @@ class Study:
             if record.state is TrialState.RUNNING:
                 if record.driver != self._driver:
                     taken += 1
-                    self._diverge_from(record.driver)
+                    self._diverge()
                 continue
-            uses_budget = record.error != INTERRUPTED and not is_screened(record.state, record.error)
-            taken += uses_budget
+            taken += uses_budget(record.state, record.error)
             if record.number in self._told:
                 continue
             self._told.add(record.number)
