@@ -34,7 +34,8 @@ DEFAULT_MIN_REPEAT_MS = 1.0
 #: the inner loop never runs more calls than this per repeat
 MAX_INNER_LOOPS = 1000
 #: timed repeats go on until they span at least this long: a burst of other work on a shared machine
-#: lasts up to ~100 ms, and the fastest repeat must come from outside it
+#: lasts up to ~100 ms, and the fastest repeat must come from outside it (a shared VM's host also
+#: stalls for seconds at a time, which no window of this length covers: docs/benchmarks.md "Latency")
 DEFAULT_MIN_TIME_MS = 300.0
 #: ONNX Runtime sessions timed per measurement (the fastest counts; see _onnx_calls)
 ONNX_SESSIONS = 2
