@@ -94,3 +94,25 @@ def test_a_driver_that_meets_another_live_driver_draws_its_own_architectures(tmp
     again = _random_study(f"sqlite:///{tmp_path / 'again.db'}")
     again.optimize(budget=6)
     assert [t.canonical for t in again.trials()] == [t.canonical for t in alone.trials()]
+
+
+def test_a_driver_forks_when_its_next_trial_number_shows_another_driver(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    joint = _random_study(url)
+
+    def other_driver_starts(study: nf.Study, trial: nf.FrozenTrial) -> None:
+        if trial.number == 0:
+            assert not study._forked
+            study._sync_due = float("inf")  # no look at the study: only the trial number can tell
+            with open_store(url) as store:
+                study_id = store.load_study("shared").study_id
+                store.create_trial(study_id, {"x": 1}, "x", "x", driver="other-host:9:live")
+
+    joint.optimize(budget=4, callbacks=[other_driver_starts])
+    assert joint._forked
+    alone = _random_study(f"sqlite:///{tmp_path / 'alone.db'}")
+    alone.optimize(budget=3)
+    mine, straight = joint.trials(), alone.trials()
+    assert mine[1].state is nf.TrialState.RUNNING and [t.number for t in mine] == [0, 1, 2, 3]
+    assert mine[0].canonical == straight[0].canonical  # the same stream until the fork
+    assert [t.canonical for t in mine[2:]] != [t.canonical for t in straight[1:]]

@@ -53,8 +53,11 @@ if TYPE_CHECKING:
 Callback = Callable[["Study", FrozenTrial], None]
 #: proposals screened out in a row (at least; 10x the budget when larger) after which optimize() stops
 MIN_SCREENED_IN_A_ROW = 300
-#: seconds between two looks at the trials other drivers of the same study finished
+#: seconds between two looks at the trials other drivers of the same study finished (at least)
 SYNC_INTERVAL_S = 1.0
+#: ...and at least this many times as long as the last look took, so that re-reading a large study
+#: never takes more than a small share of the driver's time
+SYNC_COST_FACTOR = 20.0
 #: key under which the saved strategy state lists the trials its strategy was told
 _TOLD_KEY = "_nasflow_told_trials"
 
@@ -113,6 +116,10 @@ class Study:
         self._told: set[int] = set()
         self._stop_requested = False
         self._forked = False  # see _diverge
+        self._sync_due = 0.0  # when _sync should next look at other drivers' trials
+        #: the highest trial number this driver knows of: a new trial numbered higher than the next
+        #: one means another driver created trials in between
+        self._max_number = -1
         self.heartbeat_interval = HEARTBEAT_INTERVAL_S
         self.stale_after = STALE_AFTER_S
 
@@ -183,13 +190,12 @@ class Study:
         exhausted = False
         screened_in_a_row = 0
         claimed = self._sync()  # budget taken by finished trials and by other drivers' running ones
-        last_sync = time.monotonic()
         interrupt = graceful_sigint(self.stop, lambda: len(running)) if catch_sigint else _no_context()
         try:
             with interrupt, Heartbeat(self._store, self.heartbeat_interval) as heartbeat:
                 while True:
-                    if time.monotonic() - last_sync >= SYNC_INTERVAL_S:
-                        claimed, last_sync = self._sync(), time.monotonic()
+                    if time.monotonic() >= self._sync_due:
+                        claimed = self._sync()
                     while (
                         not exhausted
                         and len(running) < executor.max_workers
@@ -201,7 +207,7 @@ class Study:
                             exhausted = True  # finish what runs, then stop: the strategy has nothing new
                             break
                         except BudgetReached:  # other drivers took the rest of the budget
-                            claimed, last_sync = self._sync(), time.monotonic()
+                            claimed = self._sync()
                             break
                         screened = self._screen(starting, arch)
                         if screened is not None:
@@ -348,6 +354,7 @@ class Study:
         if self.pruner is not None:
             self.pruner.setup(self.objectives)
         records = self._reclaim(self._store.get_trials(self._study_id))
+        self._max_number = max((r.number for r in records), default=-1)
         state = self._store.load_strategy_state(self._study_id)
         if state is not None:
             told = state.pop(_TOLD_KEY, None)
@@ -395,7 +402,9 @@ class Study:
         other drivers are running now; this driver's own running trials are counted by the caller.
         """
         assert self.strategy is not None
+        start = time.monotonic()
         records = self._reclaim(self._store.get_trials(self._study_id))
+        self._max_number = max(self._max_number, max((r.number for r in records), default=-1))
         taken = 0
         for record in records:
             if record.state is TrialState.RUNNING:
@@ -420,6 +429,8 @@ class Study:
                 record.attempts,
             )
             self.strategy.tell(frozen)
+        now = time.monotonic()
+        self._sync_due = now + max(SYNC_INTERVAL_S, SYNC_COST_FACTOR * (now - start))
         return taken
 
     def _pruning_monitor(self) -> PruningMonitor | None:
@@ -494,6 +505,9 @@ class Study:
             driver=self._driver,
             budget=budget,
         )
+        if record.number != self._max_number + 1:
+            self._diverge()  # another driver is creating trials in this study right now
+        self._max_number = max(self._max_number, record.number)
         return record, arch
 
     def _finish_trial(
