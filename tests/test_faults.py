@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import nasflow as nf
+from nasflow.cli.render import trials_table
 from nasflow.execution import ProcessExecutor
 from nasflow.storage import open_store
 from nasflow.strategies.random_search import RandomSearch
@@ -85,8 +86,11 @@ def test_worker_that_keeps_dying_fails_the_trial_with_the_reason(tmp_path: Path)
         study.optimize(budget=1, executor=executor, max_retries=1)
     (trial,) = nf.load_study("dying", url).trials()
     assert trial.state is nf.TrialState.FAILED
-    assert trial.attempts == 2
+    assert trial.attempts == 2 and trial.to_dict()["attempts"] == 2
     assert "worker process died" in trial.error and "gave up after 2 attempts" in trial.error
+    table = trials_table([trial], "trials")
+    assert [c.header for c in table.columns] == ["#", "state", "runs", "architecture"]
+    assert list(table.columns[2].cells) == ["2"]
 
 
 class Recording(RandomSearch):

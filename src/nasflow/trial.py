@@ -98,6 +98,7 @@ class FrozenTrial:
             "feasible": self.feasible,
             "error": self.error,
             "fidelity": self.fidelity,
+            "attempts": self.attempts,
         }
 
 

@@ -52,13 +52,18 @@ def trials_table(trials: Sequence[FrozenTrial], title: str, objectives: Sequence
     keys = list(dict.fromkeys([*objectives, *_SHOWN_METRICS]))
     keys = [k for k in keys if any(k in t.metrics for t in trials)]
     table = Table(title=title, title_justify="left")
+    retried = any(t.attempts > 1 for t in trials)  # a worker died: say how often each trial ran
     table.add_column("#", justify="right")
     table.add_column("state")
     for key in keys:
         table.add_column(key, justify="right")
+    if retried:
+        table.add_column("runs", justify="right")
     table.add_column("architecture", no_wrap=True)
     for trial in trials:
         cells = [fmt_number(trial.metrics[k]) if k in trial.metrics else "" for k in keys]
+        if retried:
+            cells.append(str(trial.attempts))
         state = trial.state.value if trial.feasible else f"{trial.state.value} (infeasible)"
         table.add_row(str(trial.number), state, *cells, trial.arch_str)
     return table
