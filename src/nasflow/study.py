@@ -418,17 +418,7 @@ class Study:
             self._told.add(record.number)
             if record.error == INTERRUPTED:
                 continue  # never told: the strategy may propose it again
-            frozen = self._freeze(
-                record,
-                Architecture(record.arch),
-                record.state,
-                record.metrics,
-                record.error,
-                record.intermediate,
-                record.finished_at,
-                record.attempts,
-            )
-            self.strategy.tell(frozen)
+            self.strategy.tell(self._freeze_record(record))
         now = time.monotonic()
         self._sync_due = now + max(SYNC_INTERVAL_S, SYNC_COST_FACTOR * (now - start))
         return taken
@@ -585,19 +575,21 @@ class Study:
         for record in self._store.get_trials(self._study_id):
             if states is not None and record.state not in states:
                 continue
-            result.append(
-                self._freeze(
-                    record,
-                    Architecture(record.arch),
-                    record.state,
-                    record.metrics,
-                    record.error,
-                    record.intermediate,
-                    record.finished_at,
-                    record.attempts,
-                )
-            )
+            result.append(self._freeze_record(record))
         return result
+
+    def _freeze_record(self, record: TrialRecord) -> FrozenTrial:
+        """A stored trial as the user and the strategy see it."""
+        return self._freeze(
+            record,
+            Architecture(record.arch),
+            record.state,
+            record.metrics,
+            record.error,
+            record.intermediate,
+            record.finished_at,
+            record.attempts,
+        )
 
     def _scored(self) -> list[FrozenTrial]:
         return [t for t in self.trials([TrialState.COMPLETE]) if t.values is not None]
