@@ -397,6 +397,7 @@ def rebuild_cost_evaluator(
         inner = catalog.rebuild(catalog.EVALUATORS, inner)
     elif isinstance(inner, str):
         inner = catalog.get_evaluator(inner)
+    assert isinstance(inner, Evaluator), "the catalog builds evaluators"
     if isinstance(predictor, dict):
         if not predictor.get("path"):
             raise ConfigError(
