@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -245,6 +245,10 @@ class InMemoryStore(ExperimentStore):
             return None if text is None else load_json(text)
 
     def fail_running_trials(self, study_id: int, error: str) -> list[int]:
+        return self._fail_running(study_id, error, lambda trial: True)
+
+    def _fail_running(self, study_id: int, error: str, chosen: Callable[[_Trial], bool]) -> list[int]:
+        """Fail the study's RUNNING trials that ``chosen`` picks, in one step; returns their numbers."""
         with self._lock:
             self._check_open()
             study = self._study(study_id)
@@ -252,7 +256,7 @@ class InMemoryStore(ExperimentStore):
             failed = []
             for trial_id in study.trial_ids:
                 trial = self._trials[trial_id]
-                if trial.state is TrialState.RUNNING:
+                if trial.state is TrialState.RUNNING and chosen(trial):
                     trial.fail(error, now)
                     failed.append(trial.number)
             return failed
@@ -274,20 +278,11 @@ class InMemoryStore(ExperimentStore):
     ) -> list[int]:
         before = check_utc(heartbeat_before, "heartbeat_before")
         gone = set(check_drivers(drivers))
-        with self._lock:
-            self._check_open()
-            study = self._study(study_id)
-            now = utc_now()
-            failed = []
-            for trial_id in study.trial_ids:
-                trial = self._trials[trial_id]
-                if trial.state is not TrialState.RUNNING:
-                    continue
-                last_sign = trial.heartbeat_at or trial.started_at
-                if last_sign < before or trial.driver in gone:
-                    trial.fail(error, now)
-                    failed.append(trial.number)
-            return failed
+
+        def stale(trial: _Trial) -> bool:
+            return (trial.heartbeat_at or trial.started_at) < before or trial.driver in gone
+
+        return self._fail_running(study_id, error, stale)
 
     def retry_trial(self, trial_id: int) -> int:
         with self._lock:
