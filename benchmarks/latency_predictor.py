@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nasflow.objectives.latency import ShapeTask, cpu_name, measure_latency
+from nasflow.objectives.latency import DEFAULT_MIN_TIME_MS, ShapeTask, cpu_name, measure_latency
 from nasflow.objectives.latency_predictor import LatencyPredictor, check, profile_blocks, sample_distinct
 from nasflow.space.chain import ChainSpace
 
@@ -138,7 +138,9 @@ def profile_and_check(
     }
 
 
-def stability(runtime: str, archs: int, rounds: int, seed: int) -> dict[str, Any]:
+def stability(
+    runtime: str, archs: int, rounds: int, seed: int, min_time_ms: float = DEFAULT_MIN_TIME_MS
+) -> dict[str, Any]:
     space = ChainSpace()
     task = ShapeTask(INPUT_SHAPE, NUM_CLASSES)
     chosen = sample_distinct(space, archs, np.random.default_rng(seed))
@@ -153,7 +155,8 @@ def stability(runtime: str, archs: int, rounds: int, seed: int) -> dict[str, Any
     for r in range(rounds):
         with OtherLoad() as round_load:
             for i, network in enumerate(networks):
-                medians[i, r] = measure_latency(network, INPUT_SHAPE, runtime=runtime).estimate_ms
+                result = measure_latency(network, INPUT_SHAPE, runtime=runtime, min_time_ms=min_time_ms)
+                medians[i, r] = result.estimate_ms
         other_cpus.append(round_load.cpus)
     deviation = (medians.max(axis=1) - medians.min(axis=1)) / np.median(medians, axis=1)
     return {
@@ -178,6 +181,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stability-archs", type=int, default=10)
     parser.add_argument("--stability-rounds", type=int, default=5)
+    parser.add_argument(
+        "--stability-min-time-ms", type=float, default=DEFAULT_MIN_TIME_MS, help="window of each measurement"
+    )
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--tables-dir", type=Path, default=None, help="also keep the look-up tables here")
     parser.add_argument("--stability-only", action="store_true", help="skip the tables, measure stability")
@@ -215,7 +221,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for runtime in runtimes:
-        run = stability(runtime, args.stability_archs, args.stability_rounds, args.seed + 100)
+        run = stability(
+            runtime, args.stability_archs, args.stability_rounds, args.seed + 100, args.stability_min_time_ms
+        )
         results["runs"].append(run)  # type: ignore[attr-defined]
         print(
             f"| {runtime} | {args.stability_archs} x {args.stability_rounds} "
